@@ -1,0 +1,112 @@
+"""One way to source a catalog: `read_catalog(spec)` picks the adapter for `spec.kind` and applies the shared rules."""
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from upath import UPath
+
+from checks.quarantine_rules import CatalogSourceError, StagedRows, apply_row_rules, split_rows
+from models.catalog import cpcd, mtg_jamendo, tabular
+from models.catalog.schema import CATALOG_SCHEMA
+
+__all__ = ["BUNDLED_SAMPLE", "CatalogRead", "CatalogSourceError", "CatalogSourceSpec", "read_catalog"]
+
+BUNDLED_SAMPLE = Path(__file__).resolve().parents[2] / "data" / "mtg_jamendo_sample.tsv"
+_MAPPABLE = frozenset(CATALOG_SCHEMA.names()) - {"source"}
+
+
+class CatalogSourceSpec(BaseModel):
+    """Where a catalog comes from. `location` is a local path or any fsspec URL (http(s)://, gs://, ...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["mtg_jamendo", "cpcd", "tabular"] = "mtg_jamendo"
+    location: str = str(BUNDLED_SAMPLE)
+    source: str | None = None  # value of the `source` column; defaults to `kind`
+    # tabular only
+    format: Literal["parquet", "csv"] | None = None  # None: from the file suffix
+    columns: dict[str, str] = {}  # our column -> their column
+    list_separator: str = "|"  # for list columns stored as joined strings
+
+    @field_validator("location", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: object) -> object:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @model_validator(mode="after")
+    def _check_tabular(self) -> "CatalogSourceSpec":
+        if self.kind != "tabular":
+            return self
+        if "track_id" not in self.columns:
+            raise ValueError("a tabular source must map track_id")
+        if unknown := set(self.columns) - _MAPPABLE:
+            raise ValueError(f"unknown catalog columns in mapping: {sorted(unknown)}")
+        if self.resolved_format is None:
+            raise ValueError(f"cannot infer parquet/csv from {self.location!r}; set format")
+        return self
+
+    @property
+    def source_label(self) -> str:
+        return self.source or self.kind
+
+    @property
+    def resolved_format(self) -> Literal["parquet", "csv"] | None:
+        if self.format:
+            return self.format
+        suffix = self.location.rsplit("?", 1)[0].rsplit(".", 1)[-1].lower()
+        return {"parquet": "parquet", "pq": "parquet", "csv": "csv"}.get(suffix)
+
+
+@dataclass(frozen=True)
+class CatalogRead:
+    kept: pl.DataFrame  # exactly CATALOG_SCHEMA
+    quarantined: pl.DataFrame  # exactly QUARANTINE_SCHEMA
+    rows_read: int
+    source_file: str
+    repeats_merged: int = 0  # identical repeated records folded into one row (CPCD), not counted in rows_read
+
+    @property
+    def reconciles(self) -> bool:
+        return self.rows_read == self.kept.height + self.quarantined.height
+
+    @cached_property
+    def quarantine_counts(self) -> dict[str, int]:
+        counts = self.quarantined.group_by("rule").len().sort("rule")
+        return dict(zip(counts["rule"], counts["len"], strict=True))
+
+
+def read_bytes(location: str) -> bytes:
+    """The whole file, from a local path or a URL; a missing or unreadable location is a CatalogSourceError."""
+    try:
+        return UPath(location).read_bytes()
+    except FileNotFoundError as exc:
+        raise CatalogSourceError(location, "file_missing", "no such file") from exc
+    except (OSError, ValueError) as exc:  # fsspec/aiohttp report HTTP and permission failures as these
+        raise CatalogSourceError(location, "unreadable", f"{type(exc).__name__}: {exc}") from exc
+
+
+_ADAPTERS: dict[str, Callable[[bytes, CatalogSourceSpec], StagedRows]] = {
+    "mtg_jamendo": lambda data, spec: mtg_jamendo.stage(data, spec.location, spec.source_label),
+    "cpcd": lambda data, spec: cpcd.stage(data, spec.location, spec.source_label),
+    "tabular": lambda data, spec: tabular.stage(
+        data,
+        spec.location,
+        spec.source_label,
+        file_format=spec.resolved_format or "csv",
+        columns=spec.columns,
+        list_separator=spec.list_separator,
+    ),
+}
+
+
+def read_catalog(spec: CatalogSourceSpec) -> CatalogRead:
+    """Source one catalog file: valid rows in `kept`, every rejected row with its rule in `quarantined`."""
+    staged = _ADAPTERS[spec.kind](read_bytes(spec.location), spec)
+    kept, quarantined = split_rows(apply_row_rules(staged.frame), spec.location)
+    return CatalogRead(kept, quarantined, staged.frame.height, spec.location, staged.repeats_merged)

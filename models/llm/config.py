@@ -1,0 +1,62 @@
+"""Gateway settings. The API key is read from the environment only, never from config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, SecretStr
+
+API_KEY_ENV_VARS = ("SETLIST_LLM_API_KEY", "OPENAI_API_KEY")
+
+
+class ModelPrice(BaseModel):
+    """USD per one million tokens."""
+
+    prompt: float = Field(ge=0)
+    completion: float = Field(ge=0)
+
+
+# List prices when this was written; override per deployment through `GatewayConfig.prices`.
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o-mini": ModelPrice(prompt=0.15, completion=0.60),
+    "gpt-4o": ModelPrice(prompt=2.50, completion=10.00),
+    "gpt-4.1": ModelPrice(prompt=2.00, completion=8.00),
+    "gpt-4.1-mini": ModelPrice(prompt=0.40, completion=1.60),
+    "gpt-4.1-nano": ModelPrice(prompt=0.10, completion=0.40),
+}
+
+
+class GatewayConfig(BaseModel):
+    """Where and how fast to call an OpenAI-compatible endpoint. ``base_url=None`` means offline."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str | None = None
+    model: str = "gpt-4o-mini"
+    timeout_s: PositiveFloat = 60.0
+    max_concurrency: PositiveInt = 32
+    requests_per_minute: PositiveInt | None = None
+    tokens_per_minute: PositiveInt | None = None
+    max_retries: int = Field(
+        default=4, ge=0, description="transport retries: 429, 5xx, timeouts, dropped connections"
+    )
+    max_validation_retries: int = Field(
+        default=2, ge=0, description="re-asks after an answer fails its schema"
+    )
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    cache_path: Path | None = Path(".setlist/llm_cache.sqlite")
+
+    def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self.prices.get(model)
+        if price is None:
+            return 0.0
+        return (prompt_tokens * price.prompt + completion_tokens * price.completion) / 1_000_000
+
+
+def api_key_from_env() -> SecretStr | None:
+    for name in API_KEY_ENV_VARS:
+        value = os.environ.get(name)
+        if value:
+            return SecretStr(value)
+    return None

@@ -1,0 +1,93 @@
+"""Prompts as reviewed files: one YAML file per prompt in this folder.
+
+A prompt file holds a description, the chat messages (with `{placeholders}` filled by
+`str.format`), model parameters and the name of its output schema (a pydantic model registered
+in `OUTPUT_SCHEMAS` by the module that owns the task). Its content hash is its version: the
+registry sync, the LLM cache key and Dagster code versions all follow it.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+PROMPTS_DIR = Path(__file__).parent
+REQUIRED = {"description", "messages", "model_parameters", "output_schema"}
+
+
+class PromptFileError(ValueError):
+    """A prompt file is malformed; the message names the file and the rule."""
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    name: str
+    description: str
+    messages: tuple[dict[str, str], ...]  # {"role": ..., "content": ...}
+    model_parameters: dict[str, object]
+    output_schema: str
+    path: Path
+
+    @property
+    def content_hash(self) -> str:
+        payload = {
+            "messages": list(self.messages),
+            "model_parameters": self.model_parameters,
+            "output_schema": self.output_schema,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def version(self) -> str:
+        return f"{self.name}@{self.content_hash}"
+
+    def render(self, **values: object) -> list[dict[str, str]]:
+        try:
+            return [{"role": m["role"], "content": m["content"].format(**values)} for m in self.messages]
+        except KeyError as err:
+            raise PromptFileError(f"{self.path}: placeholder {err} has no value") from None
+
+
+def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> PromptSpec:
+    path = directory / f"{name}.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise PromptFileError(f"{path}: cannot read prompt file: {err}") from None
+    if not isinstance(raw, dict) or REQUIRED - set(raw):
+        missing = sorted(REQUIRED - set(raw or {})) if isinstance(raw, dict) else sorted(REQUIRED)
+        raise PromptFileError(f"{path}: missing field(s) {missing}")
+    messages = raw["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise PromptFileError(f"{path}: 'messages' must be a non-empty list")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in {"system", "user", "assistant"} or not isinstance(
+            message.get("content"), str
+        ):
+            raise PromptFileError(f"{path}: messages[{i}] needs a role (system/user/assistant) and string content")
+    if not isinstance(raw["model_parameters"], dict):
+        raise PromptFileError(f"{path}: 'model_parameters' must be a mapping")
+    return PromptSpec(
+        name=name,
+        description=str(raw["description"]),
+        messages=tuple(messages),
+        model_parameters=dict(raw["model_parameters"]),
+        output_schema=str(raw["output_schema"]),
+        path=path,
+    )
+
+
+def prompt_names(directory: Path = PROMPTS_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+OUTPUT_SCHEMAS: dict[str, type[BaseModel]] = {}
+
+
+def register_output_schema(schema: type[BaseModel]) -> type[BaseModel]:
+    """Class decorator: make a pydantic model addressable by name from prompt files."""
+    OUTPUT_SCHEMAS[schema.__name__] = schema
+    return schema

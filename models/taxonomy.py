@@ -1,0 +1,311 @@
+"""The taxonomy listeners' requests are parsed into: a curated tree merged with what the catalog shows.
+
+The curated file (data/taxonomy.yaml) is the source of truth for names, parents, aliases and
+activity implications; the catalog adds tag counts and co-occurrence. Parsers, generators and
+evaluation all speak node ids ("genre/techno") and use `Taxonomy.catalog_tags` to turn a node
+into the set of catalog tags that satisfy it.
+"""
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+FACETS = ("genre", "instrument", "mood", "activity", "era")
+SYNONYM = "synonym"
+# Catalog tag prefix ("mood/theme---calm") and catalog column for each facet that carries tags.
+CATALOG_PREFIX = {"genre": "genre", "instrument": "instrument", "mood": "mood/theme"}
+CATALOG_COLUMN = {"genre": "genres", "instrument": "instruments", "mood/theme": "moods"}
+NODE_FIELDS = {"parent", "aliases", "tags", "implies"}
+
+TAXONOMY_SCHEMA = pl.Schema(
+    {
+        "node_id": pl.String,
+        "facet": pl.String,  # one of FACETS, or "synonym" for a phrase standing for several nodes
+        "name": pl.String,
+        "parent_id": pl.String,
+        "aliases": pl.List(pl.String),
+        "tags": pl.List(pl.String),  # catalog tags "<facet>---<value>" this node selects directly
+        "implies": pl.List(pl.String),  # activity and synonym rows: the nodes they stand for
+        "track_count": pl.Int64,  # tracks carrying one of `tags`
+        "subtree_track_count": pl.Int64,  # tracks satisfying the node (descendants and implications too)
+        "related": pl.List(pl.String),  # nodes whose tags co-occur most with this one's (by lift)
+    }
+)
+
+
+class TaxonomyFileError(ValueError):
+    """The curated taxonomy file is malformed; the message names the file and the node."""
+
+
+def normalize_phrase(text: str) -> str:
+    return re.sub(r"\s+", " ", text.casefold().strip())
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: str
+    facet: str
+    name: str
+    parent_id: str | None = None
+    aliases: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    implies: tuple[str, ...] = ()
+
+
+@dataclass
+class Taxonomy:
+    nodes: dict[str, Node]
+    synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def children(self, node_id: str) -> list[str]:
+        return [n.node_id for n in self.nodes.values() if n.parent_id == node_id]
+
+    def descendants(self, node_id: str) -> set[str]:
+        """The node and everything below it (cycle-safe)."""
+        seen: set[str] = set()
+        stack = [node_id]
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            stack.extend(self.children(current))
+        return seen
+
+    def catalog_tags(self, node_id: str) -> set[str]:
+        """Catalog tags that satisfy a node: its own, its descendants', and those of nodes it implies."""
+        tags: set[str] = set()
+        visited: set[str] = set()
+        stack = [node_id]
+        while stack:
+            current = stack.pop()
+            if current in visited or current not in self.nodes:
+                continue
+            visited.add(current)
+            for nid in self.descendants(current):
+                tags.update(self.nodes[nid].tags)
+                stack.extend(self.nodes[nid].implies)
+        return tags
+
+    def phrase_index(self) -> dict[str, tuple[str, ...]]:
+        """Every phrase a listener may use -> the node ids it stands for."""
+        index: dict[str, list[str]] = {}
+        for node in self.nodes.values():
+            for phrase in (node.name, *node.aliases):
+                index.setdefault(normalize_phrase(phrase), []).append(node.node_id)
+        for phrase, targets in self.synonyms.items():
+            index.setdefault(normalize_phrase(phrase), []).extend(targets)
+        return {p: tuple(dict.fromkeys(ids)) for p, ids in index.items()}
+
+    def ambiguous_aliases(self) -> dict[str, tuple[str, ...]]:
+        """Names or aliases claimed by more than one node (synonyms are meant to be plural and are not counted)."""
+        claims: dict[str, list[str]] = {}
+        for node in self.nodes.values():
+            for phrase in {normalize_phrase(p) for p in (node.name, *node.aliases)}:
+                claims.setdefault(phrase, []).append(node.node_id)
+        return {p: tuple(ids) for p, ids in claims.items() if len(ids) > 1}
+
+    def cycles(self) -> list[list[str]]:
+        """Parent chains that loop back on themselves."""
+        found: list[list[str]] = []
+        reported: set[str] = set()
+        for start in self.nodes:
+            chain: list[str] = []
+            current: str | None = start
+            while current is not None and current in self.nodes and current not in chain:
+                chain.append(current)
+                current = self.nodes[current].parent_id
+            if current in chain:
+                loop = chain[chain.index(current) :]
+                if not reported.intersection(loop):
+                    found.append(loop)
+                    reported.update(loop)
+        return found
+
+    def nodes_of(self, facet: str) -> list[Node]:
+        return [n for n in self.nodes.values() if n.facet == facet]
+
+    @classmethod
+    def from_table(cls, table: pl.DataFrame) -> "Taxonomy":
+        nodes: dict[str, Node] = {}
+        synonyms: dict[str, tuple[str, ...]] = {}
+        for row in table.iter_rows(named=True):
+            if row["facet"] == SYNONYM:
+                synonyms[row["name"]] = tuple(row["implies"])
+                continue
+            nodes[row["node_id"]] = Node(
+                node_id=row["node_id"],
+                facet=row["facet"],
+                name=row["name"],
+                parent_id=row["parent_id"],
+                aliases=tuple(row["aliases"]),
+                tags=tuple(row["tags"]),
+                implies=tuple(row["implies"]),
+            )
+        return cls(nodes=nodes, synonyms=synonyms)
+
+
+def load_curated(path: Path) -> Taxonomy:
+    """Read the reviewed taxonomy file, failing with the file and node named on any malformed entry."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise TaxonomyFileError(f"{path}: cannot read taxonomy file: {err}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("facets"), dict):
+        raise TaxonomyFileError(f"{path}: expected a mapping with a 'facets' section")
+    unknown_facets = set(raw["facets"]) - set(FACETS)
+    if unknown_facets:
+        raise TaxonomyFileError(f"{path}: unknown facet(s) {sorted(unknown_facets)}; allowed: {FACETS}")
+
+    nodes: dict[str, Node] = {}
+    for facet, entries in raw["facets"].items():
+        for name, spec in (entries or {}).items():
+            node_id = f"{facet}/{name}"
+            spec = spec or {}
+            if not isinstance(spec, dict) or set(spec) - NODE_FIELDS:
+                raise TaxonomyFileError(
+                    f"{path}: node {node_id}: fields must be a mapping of {sorted(NODE_FIELDS)}, got {spec!r}"
+                )
+            default_tags = [f"{CATALOG_PREFIX[facet]}---{name}"] if facet in CATALOG_PREFIX else []
+            nodes[node_id] = Node(
+                node_id=node_id,
+                facet=facet,
+                name=str(name),
+                parent_id=f"{facet}/{spec['parent']}" if spec.get("parent") is not None else None,
+                aliases=tuple(str(a) for a in spec.get("aliases", [])),
+                tags=tuple(spec.get("tags", default_tags)),
+                implies=tuple(spec.get("implies", [])),
+            )
+    synonyms = {str(k): tuple(v) for k, v in (raw.get("synonyms") or {}).items()}
+
+    for node in nodes.values():
+        if node.parent_id is not None and node.parent_id not in nodes:
+            raise TaxonomyFileError(f"{path}: node {node.node_id}: parent {node.parent_id} is not a node")
+        missing = [t for t in node.implies if t not in nodes]
+        if missing:
+            raise TaxonomyFileError(f"{path}: node {node.node_id}: implies unknown node(s) {missing}")
+    for phrase, targets in synonyms.items():
+        missing = [t for t in targets if t not in nodes]
+        if missing:
+            raise TaxonomyFileError(f"{path}: synonym {phrase!r}: unknown node(s) {missing}")
+    return Taxonomy(nodes=nodes, synonyms=synonyms)
+
+
+def catalog_tag_counts(catalog: pl.DataFrame) -> pl.DataFrame:
+    """One row per (track, catalog tag) pair, as "<facet>---<value>" strings."""
+    parts = [
+        catalog.select("track_id", pl.col(column).alias("value"))
+        .explode("value")
+        .drop_nulls("value")
+        .select("track_id", (pl.lit(f"{facet}---") + pl.col("value")).alias("tag"))
+        for facet, column in CATALOG_COLUMN.items()
+    ]
+    return pl.concat(parts).unique()
+
+
+@dataclass(frozen=True)
+class TaxonomyReport:
+    unmapped_tags: dict[str, int]  # catalog tag -> tracks carrying it, for tags no node selects
+    cycles: list[list[str]]
+    ambiguous_aliases: dict[str, tuple[str, ...]]
+    catalog_tags: int
+    mapped_tags: int
+    nodes: int
+    nodes_with_tracks: int
+
+    @property
+    def tag_coverage(self) -> float:
+        return self.mapped_tags / self.catalog_tags if self.catalog_tags else 1.0
+
+
+def design_taxonomy(curated: Taxonomy, catalog: pl.DataFrame, related_k: int = 5) -> pl.DataFrame:
+    """Merge the curated tree with catalog statistics: tag counts, subtree counts, co-occurring nodes."""
+    track_tags = catalog_tag_counts(catalog)
+    tag_owner = {tag: node.node_id for node in curated.nodes.values() for tag in node.tags}
+    related = _related_nodes(track_tags, tag_owner, related_k)
+
+    rows = []
+    for node in curated.nodes.values():
+        rows.append(
+            {
+                "node_id": node.node_id,
+                "facet": node.facet,
+                "name": node.name,
+                "parent_id": node.parent_id,
+                "aliases": list(node.aliases),
+                "tags": list(node.tags),
+                "implies": list(node.implies),
+                "track_count": _tracks_with_any(track_tags, node.tags),
+                "subtree_track_count": _tracks_with_any(track_tags, curated.catalog_tags(node.node_id)),
+                "related": related.get(node.node_id, []),
+            }
+        )
+    for phrase, targets in curated.synonyms.items():
+        tags = set().union(*(curated.catalog_tags(t) for t in targets))
+        rows.append(
+            {
+                "node_id": f"{SYNONYM}/{phrase}",
+                "facet": SYNONYM,
+                "name": phrase,
+                "parent_id": None,
+                "aliases": [],
+                "tags": [],
+                "implies": list(targets),
+                "track_count": 0,
+                "subtree_track_count": _tracks_with_any(track_tags, tags),
+                "related": [],
+            }
+        )
+    return pl.DataFrame(rows, schema=TAXONOMY_SCHEMA)
+
+
+def assess_taxonomy(taxonomy: Taxonomy, catalog: pl.DataFrame) -> TaxonomyReport:
+    """What does not fit: catalog tags no node selects, parent cycles, aliases claimed twice."""
+    tag_counts = dict(catalog_tag_counts(catalog).group_by("tag").len().iter_rows())
+    owned = {tag for node in taxonomy.nodes.values() for tag in node.tags}
+    unmapped = {t: c for t, c in sorted(tag_counts.items()) if t not in owned}
+    used_nodes = {nid for nid in taxonomy.nodes if taxonomy.catalog_tags(nid) & tag_counts.keys()}
+    return TaxonomyReport(
+        unmapped_tags=unmapped,
+        cycles=taxonomy.cycles(),
+        ambiguous_aliases=taxonomy.ambiguous_aliases(),
+        catalog_tags=len(tag_counts),
+        mapped_tags=len(tag_counts) - len(unmapped),
+        nodes=len(taxonomy.nodes),
+        nodes_with_tracks=len(used_nodes),
+    )
+
+
+def _tracks_with_any(track_tags: pl.DataFrame, tags: Iterable[str]) -> int:
+    tags = list(tags)
+    if not tags:
+        return 0
+    return track_tags.filter(pl.col("tag").is_in(tags))["track_id"].n_unique()
+
+
+def _related_nodes(track_tags: pl.DataFrame, tag_owner: dict[str, str], k: int) -> dict[str, list[str]]:
+    """Top-k co-occurring nodes by lift, P(a,b) / (P(a) P(b)), over tracks (pairs seen at least 5 times)."""
+    owned = track_tags.with_columns(
+        pl.col("tag").replace_strict(tag_owner, default=None).alias("node")
+    ).drop_nulls("node")
+    owned = owned.select("track_id", "node").unique()
+    n_tracks = max(owned["track_id"].n_unique(), 1)
+    node_counts = owned.group_by("node").len("n")
+    pairs = (
+        owned.join(owned, on="track_id", suffix="_b")
+        .filter(pl.col("node") != pl.col("node_b"))
+        .group_by("node", "node_b")
+        .len("n_ab")
+        .filter(pl.col("n_ab") >= 5)
+        .join(node_counts, on="node")
+        .join(node_counts.rename({"node": "node_b", "n": "n_b"}), on="node_b")
+        .with_columns(lift=pl.col("n_ab") * n_tracks / (pl.col("n") * pl.col("n_b")))
+        .sort(["node", "lift", "node_b"], descending=[False, True, False])
+        .group_by("node", maintain_order=True)
+        .head(k)
+    )
+    return {node: list(group["node_b"]) for (node,), group in pairs.group_by("node", maintain_order=True)}

@@ -1,0 +1,54 @@
+"""Dagster resources: how assets reach configuration, the catalog source and MLflow."""
+
+import dagster as dg
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from models.catalog.sources import CatalogRead, CatalogSourceSpec, read_catalog
+
+
+class PlatformConfig(dg.ConfigurableResource):
+    """Knobs shared by several assets."""
+
+    seed: int = 7
+    taxonomy_file: str
+
+
+class CatalogSource(dg.ConfigurableResource):
+    """Where the catalog comes from: the bundled sample, a full file, a URL or a table."""
+
+    kind: str
+    location: str
+    format: str | None = None
+    columns: dict[str, str] = {}
+    list_separator: str = "|"
+
+    def read(self) -> CatalogRead:
+        return read_catalog(
+            CatalogSourceSpec(
+                kind=self.kind,
+                location=self.location,
+                format=self.format,
+                columns=self.columns,
+                list_separator=self.list_separator,
+            )
+        )
+
+
+class MLflowTracking(dg.ConfigurableResource):
+    """The MLflow tracking server (a SQLite file under the Setlist home by default)."""
+
+    tracking_uri: str
+    artifact_root: str  # a URI: file:///..., gs://...
+
+    def client(self) -> MlflowClient:
+        mlflow.set_tracking_uri(self.tracking_uri)
+        return MlflowClient(self.tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        """Get or create an experiment whose artifacts live under `artifact_root/name`."""
+        client = self.client()
+        existing = client.get_experiment_by_name(name)
+        if existing is not None:
+            return existing.experiment_id
+        return client.create_experiment(name, artifact_location=f"{self.artifact_root.rstrip('/')}/{name}")

@@ -1,0 +1,86 @@
+"""The one settings object: every knob of Setlist, read from `SETLIST_*` environment variables.
+
+Nested groups use a double underscore: `SETLIST_CATALOG__KIND=cpcd`, `SETLIST_LLM__BASE_URL=...`.
+"""
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_DATA = REPO_ROOT / "data"
+ENV_PREFIX = "SETLIST_"
+NESTED_DELIMITER = "__"
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names the environment variable to fix."""
+
+
+class CatalogSettings(BaseModel):
+    kind: Literal["mtg_jamendo", "cpcd", "tabular"] = "mtg_jamendo"
+    location: str = str(BUNDLED_DATA / "mtg_jamendo_sample.tsv")
+    format: Literal["parquet", "csv"] | None = None  # tabular only
+    columns: dict[str, str] = Field(default_factory=dict)  # tabular only: our column -> theirs
+    list_separator: str = "|"  # tabular only
+    watch_dir: str | None = None  # a folder the catalog sensor watches for new files
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Path(".setlist")
+    profile: Literal["local", "gcp"] = "local"
+    seed: int = 7
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    taxonomy_file: Path = BUNDLED_DATA / "taxonomy.yaml"
+
+    @cached_property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home_dir / "dagster"
+
+    @property
+    def assets_dir(self) -> Path:
+        return self.home_dir / "assets"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home_dir / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @property
+    def llm_cache_path(self) -> Path:
+        return self.home_dir / "llm_cache.sqlite"
+
+
+def env_var_for(loc: tuple[int | str, ...]) -> str:
+    """`('catalog', 'kind')` -> `SETLIST_CATALOG__KIND`."""
+    return ENV_PREFIX + NESTED_DELIMITER.join(str(part).upper() for part in loc if not isinstance(part, int))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; fail with a message naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        problems = "; ".join(f"{env_var_for(e['loc'])}: {e['msg']}" for e in err.errors())
+        raise SettingsError(f"invalid Setlist settings: {problems}") from None

@@ -1,0 +1,39 @@
+"""Shared fixtures: an isolated Setlist home per test, and the real data sets in ../shared/data."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestration.settings import REPO_ROOT, Settings, load_settings
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("SETLIST_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def require_shared(relative: str) -> Path:
+    """A file of ../shared/data: fail in CI when it is missing (CI has it), skip elsewhere."""
+    path = shared_data_dir() / relative
+    if not path.exists():
+        if IN_CI:
+            pytest.fail(f"{path} is missing; CI must have ../shared/data")
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings with a fresh home folder, and DAGSTER_HOME pointing into it."""
+    from orchestration.local_state import prepare_home
+
+    for key in [k for k in os.environ if k.startswith("SETLIST_")]:
+        if key != "SETLIST_SHARED_DATA":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SETLIST_HOME", str(tmp_path / "home"))
+    loaded = load_settings()
+    monkeypatch.setenv("DAGSTER_HOME", str(loaded.dagster_home))
+    prepare_home(loaded)
+    return loaded
