@@ -70,6 +70,7 @@ def run() -> None:
     defs = build_definitions(settings, loggers={"progress": progress_logger})
     instance = dg.DagsterInstance.get()
     console.print(f"[bold]Setlist run[/bold] — profile {settings.profile}, catalog {settings.catalog.kind}")
+    console.print(_llm_mode(settings))
 
     result = defs.resolve_job_def("setlist_main").execute_in_process(
         instance=instance, raise_on_error=False, run_config={"loggers": {"progress": {}}}
@@ -80,6 +81,15 @@ def run() -> None:
     console.print(f"Asset files:   {settings.assets_dir}")
     if not result.success:
         raise typer.Exit(1)
+
+
+def _llm_mode(settings) -> str:
+    if settings.llm.base_url:
+        return f"LLM mode: online — {settings.llm.model} at {settings.llm.base_url}"
+    return (
+        "LLM mode: offline — no endpoint configured (SETLIST_LLM__BASE_URL); "
+        "LLM-backed implementations are skipped and the offline baselines run"
+    )
 
 
 def _print_summary(result: dg.ExecuteInProcessResult) -> None:

@@ -1,21 +1,30 @@
-"""The Setlist code location: every asset, check, resource, job and schedule, built from settings."""
+"""The Setlist code location: every asset, check, resource, job, schedule and sensor, built from settings."""
 
 import dagster as dg
 
 import assets.catalog
+import assets.golden
 import assets.taxonomy
+from assets.prompts import build_prompt_versions
+from orchestration import automation
 from orchestration.io_manager import ParquetIOManager
+from orchestration.llm_resource import LLMGatewayResource
 from orchestration.resources import CatalogSource, MLflowTracking, PlatformConfig
 from orchestration.settings import Settings, load_settings
 
-ASSET_MODULES = [assets.catalog, assets.taxonomy]
+ASSET_MODULES = [assets.catalog, assets.taxonomy, assets.golden]
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
     catalog = settings.catalog
     return {
         "io_manager": ParquetIOManager(base_dir=str(settings.assets_dir)),
-        "platform": PlatformConfig(seed=settings.seed, taxonomy_file=str(settings.taxonomy_file)),
+        "platform": PlatformConfig(
+            seed=settings.seed,
+            taxonomy_file=str(settings.taxonomy_file),
+            golden_cpcd_path=settings.golden_cpcd_path,
+            synthetic_conversations=settings.synthetic_conversations,
+        ),
         "catalog_source": CatalogSource(
             kind=catalog.kind,
             location=catalog.location,
@@ -23,6 +32,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             columns=catalog.columns,
             list_separator=catalog.list_separator,
         ),
+        "llm": LLMGatewayResource.from_settings(settings.llm, cache_path=settings.llm_cache_path),
         "mlflow": MLflowTracking(
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifacts_dir.as_uri()
         ),
@@ -30,16 +40,26 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 
 def build_definitions(settings: Settings, loggers: dict[str, dg.LoggerDefinition] | None = None) -> dg.Definitions:
-    all_assets = dg.load_assets_from_modules(ASSET_MODULES)
-    all_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
+    all_assets = automation.with_automation(
+        [*dg.load_assets_from_modules(ASSET_MODULES), build_prompt_versions(settings.prompts_dir)]
+    )
+    catalog_jobs, catalog_schedules = automation.catalog_jobs_and_schedules(settings)
     main_job = dg.define_asset_job("setlist_main", selection=dg.AssetSelection.all(), description="The whole graph.")
     return dg.Definitions(
         assets=all_assets,
-        asset_checks=all_checks,
+        asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
         resources=build_resources(settings),
-        jobs=[main_job],
+        jobs=[main_job, *catalog_jobs],
+        schedules=catalog_schedules,
+        sensors=[
+            automation.build_catalog_folder_sensor(settings),
+            automation.automation_sensor(),
+        ],
         loggers=loggers,
     )
 
 
-defs = build_definitions(load_settings())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What `dagster dev -w workspace.yaml` loads; settings are read (and checked) at load time."""
+    return build_definitions(load_settings())

@@ -31,6 +31,21 @@ class LLMGatewayResource(dg.ConfigurableResource):
 
     _gateway: LLMGateway | None = PrivateAttr(default=None)
 
+    @classmethod
+    def from_settings(cls, config: GatewayConfig, cache_path: Path) -> LLMGatewayResource:
+        return cls(
+            base_url=config.base_url,
+            model=config.model,
+            timeout_s=config.timeout_s,
+            max_concurrency=config.max_concurrency,
+            requests_per_minute=config.requests_per_minute,
+            tokens_per_minute=config.tokens_per_minute,
+            max_retries=config.max_retries,
+            max_validation_retries=config.max_validation_retries,
+            prices={name: price.model_dump() for name, price in config.prices.items()},
+            cache_path=str(cache_path),
+        )
+
     def gateway_config(self) -> GatewayConfig:
         return GatewayConfig(
             base_url=self.base_url,

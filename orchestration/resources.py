@@ -12,6 +12,8 @@ class PlatformConfig(dg.ConfigurableResource):
 
     seed: int = 7
     taxonomy_file: str
+    golden_cpcd_path: str = ""  # a local path or URL; see Settings.golden_cpcd_path
+    synthetic_conversations: int = 2000
 
 
 class CatalogSource(dg.ConfigurableResource):

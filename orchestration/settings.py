@@ -6,9 +6,14 @@ Nested groups use a double underscore: `SETLIST_CATALOG__KIND=cpcd`, `SETLIST_LL
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, ValidationError
+# Dagster validates its own cron strings with this; using it keeps one definition of "valid cron".
+from dagster._utils.schedules import is_valid_cron_string
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.llm.config import GatewayConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_DATA = REPO_ROOT / "data"
@@ -29,6 +34,33 @@ class CatalogSettings(BaseModel):
     watch_dir: str | None = None  # a folder the catalog sensor watches for new files
 
 
+class ScheduleSettings(BaseModel):
+    """When things run on their own (cron strings in `timezone`)."""
+
+    timezone: str = "UTC"
+    catalog_refresh: str = "0 3 * * *"  # daily
+    synthetic_refresh: str = "0 4 * * 1"  # weekly, Monday
+    nightly_evaluation: str = "0 5 * * *"  # after the catalog refresh has settled
+    sensor_interval_s: int = Field(default=60, ge=5)
+    llm_pool_limit: int = Field(default=2, ge=1)  # LLM-calling steps that may run at once
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("catalog_refresh", "synthetic_refresh", "nightly_evaluation")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if not is_valid_cron_string(value):
+            raise ValueError(f"not a cron expression: {value!r}")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -40,8 +72,16 @@ class Settings(BaseSettings):
     home: Path = Path(".setlist")
     profile: Literal["local", "gcp"] = "local"
     seed: int = 7
+    synthetic_conversations: int = Field(default=2000, ge=1)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    # The endpoint, model and limits; the API key is read from SETLIST_LLM_API_KEY only, never a setting.
+    # The cache lives in the home folder (`llm_cache_path`), so the file's own cache_path is ignored.
+    llm: GatewayConfig = Field(default_factory=GatewayConfig)
     taxonomy_file: Path = BUNDLED_DATA / "taxonomy.yaml"
+    # CPCD is too large to bundle; every developer machine and CI has ../shared/data.
+    golden_cpcd_path: str = str(REPO_ROOT.parent / "shared" / "data" / "cpcd" / "cpcd_v1.dialogs.dev.train.jsonl")
+    prompts_dir: Path = REPO_ROOT / "models" / "prompts"
 
     @cached_property
     def home_dir(self) -> Path:

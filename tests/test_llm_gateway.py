@@ -222,3 +222,26 @@ def test_json_schema_rejected_falls_back_to_json_mode(start_server, make_gateway
 
     gateway.map(_requests(2, prompt_version="v2"))  # the gateway remembers: no more rejected tries
     assert [body["response_format"]["type"] for body in server.bodies[2:]] == ["json_object"] * 2
+
+
+def test_dagster_resource_builds_gateway_and_metadata(
+    start_server, tmp_path: Path, fake_api_key: str
+) -> None:
+    import dagster as dg
+
+    from orchestration.llm_resource import LLMGatewayResource, batch_stats_metadata
+
+    server = start_server(faults=FaultPlan(script=["server_error"]))
+    resource = LLMGatewayResource(
+        base_url=server.base_url, max_retries=0, cache_path=str(tmp_path / "c.sqlite")
+    )
+    gateway = resource.get_gateway()
+    assert gateway is resource.get_gateway() and gateway.config.max_retries == 0
+    assert "api_key" not in LLMGatewayResource.model_fields
+
+    metadata = batch_stats_metadata(gateway.map(_requests(2)).stats)
+    assert metadata["llm_requests"] == dg.MetadataValue.int(2)
+    assert metadata["llm_failures_server_error"] == dg.MetadataValue.int(1)
+    assert "server_error" in metadata["llm_failures"].value
+    assert all(fake_api_key not in str(value) for value in metadata.values())
+    gateway.close()

@@ -105,8 +105,20 @@ _ADAPTERS: dict[str, Callable[[bytes, CatalogSourceSpec], StagedRows]] = {
 }
 
 
+def newest_file(location: str) -> str:
+    """A folder location stands for its newest file by name (timestamped drops sort last); a file for itself."""
+    path = UPath(location)
+    if not path.is_dir():
+        return location
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise CatalogSourceError(location, "file_missing", "the catalog folder holds no file")
+    return str(files[-1])
+
+
 def read_catalog(spec: CatalogSourceSpec) -> CatalogRead:
     """Source one catalog file: valid rows in `kept`, every rejected row with its rule in `quarantined`."""
+    spec = spec.model_copy(update={"location": newest_file(spec.location)})
     staged = _ADAPTERS[spec.kind](read_bytes(spec.location), spec)
     kept, quarantined = split_rows(apply_row_rules(staged.frame), spec.location)
     return CatalogRead(kept, quarantined, staged.frame.height, spec.location, staged.repeats_merged)

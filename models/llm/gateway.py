@@ -227,8 +227,8 @@ class LLMGateway:
     def _require_online(self) -> None:
         if not self.available:
             raise LLMUnavailable(
-                "The LLM gateway is offline: no endpoint configured. Set GatewayConfig.base_url "
-                "(LLMGatewayResource.base_url in Dagster) to an OpenAI-compatible URL and put the key in "
+                "The LLM gateway is offline: no endpoint configured. Set SETLIST_LLM__BASE_URL "
+                "(GatewayConfig.base_url) to an OpenAI-compatible URL and put the key in "
                 f"{' or '.join(API_KEY_ENV_VARS)}; until then use the offline implementation of this task."
             )
 

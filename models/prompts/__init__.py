@@ -1,13 +1,16 @@
 """Prompts as reviewed files: one YAML file per prompt in this folder.
 
-A prompt file holds a description, the chat messages (with `{placeholders}` filled by
-`str.format`), model parameters and the name of its output schema (a pydantic model registered
-in `OUTPUT_SCHEMAS` by the module that owns the task). Its content hash is its version: the
+A prompt file holds a description, the chat messages (with `{{placeholders}}`, MLflow's
+template syntax, so a registered version also works with `mlflow.genai.load_prompt(...).format`),
+model parameters and its output schema as an import path ("models.labels:TurnLabels", a pydantic
+model owned by the task's module). Its content hash is its version: the
 registry sync, the LLM cache key and Dagster code versions all follow it.
 """
 
 import hashlib
+import importlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import yaml
 from pydantic import BaseModel
 
 PROMPTS_DIR = Path(__file__).parent
+PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 REQUIRED = {"description", "messages", "model_parameters", "output_schema"}
 
 
@@ -44,11 +48,29 @@ class PromptSpec:
     def version(self) -> str:
         return f"{self.name}@{self.content_hash}"
 
-    def render(self, **values: object) -> list[dict[str, str]]:
+    @property
+    def placeholders(self) -> set[str]:
+        return {name for m in self.messages for name in PLACEHOLDER.findall(m["content"])}
+
+    def schema(self) -> type[BaseModel]:
+        """The pydantic model the answer must validate against."""
+        module_name, _, attribute = self.output_schema.partition(":")
         try:
-            return [{"role": m["role"], "content": m["content"].format(**values)} for m in self.messages]
-        except KeyError as err:
-            raise PromptFileError(f"{self.path}: placeholder {err} has no value") from None
+            schema = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError, ValueError):
+            raise PromptFileError(f"{self.path}: output_schema {self.output_schema!r} is not an importable model") from None
+        if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+            raise PromptFileError(f"{self.path}: output_schema {self.output_schema!r} is not a pydantic model")
+        return schema
+
+    def render(self, **values: object) -> list[dict[str, str]]:
+        missing = self.placeholders - set(values)
+        if missing:
+            raise PromptFileError(f"{self.path}: placeholder(s) {sorted(missing)} have no value")
+        return [
+            {"role": m["role"], "content": PLACEHOLDER.sub(lambda match: str(values[match[1]]), m["content"])}
+            for m in self.messages
+        ]
 
 
 def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> PromptSpec:
@@ -82,12 +104,3 @@ def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> PromptSpec:
 
 def prompt_names(directory: Path = PROMPTS_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml"))
-
-
-OUTPUT_SCHEMAS: dict[str, type[BaseModel]] = {}
-
-
-def register_output_schema(schema: type[BaseModel]) -> type[BaseModel]:
-    """Class decorator: make a pydantic model addressable by name from prompt files."""
-    OUTPUT_SCHEMAS[schema.__name__] = schema
-    return schema

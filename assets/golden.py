@@ -1,0 +1,169 @@
+"""Golden sets: the expert-curated conversations with reviewer ratings, and CPCD with real user judgements.
+
+Each output carries its set's content hash as its data version, so a changed golden file makes
+everything downstream of it stale.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from assets.ui_metadata import counts_table, preview, suite_metadata
+from checks.catalog_suite import validate_catalog
+from checks.golden_suite import validate_cpcd_turns, validate_curated_turns, validate_ratings
+from models.catalog.sources import CatalogSourceError
+from models.golden.cpcd import import_cpcd
+from models.golden.curated import load_curated_set
+from models.taxonomy import load_curated
+from orchestration.resources import PlatformConfig
+
+GROUP = "golden"
+CPCD_PATH_VARIABLE = "SETLIST_GOLDEN_CPCD_PATH"
+
+
+@dg.multi_asset(
+    group_name=GROUP,
+    outs={
+        "golden_curated": dg.AssetOut(
+            kinds={"polars"},
+            description=(
+                "Expert-curated conversations (data/golden/curated/*.yaml), one row per turn: labels, the "
+                "derived constraint and what expected tracks must and must not carry. Versioned by content hash."
+            ),
+        ),
+        "golden_ratings": dg.AssetOut(
+            kinds={"polars"},
+            description="Team reviewers' 1-5 ratings of sample responses to curated turns, for judge calibration.",
+        ),
+    },
+)
+def golden_curated_assets(platform: PlatformConfig):
+    curated = load_curated_set(load_curated(Path(platform.taxonomy_file)))
+    turns, ratings, version = curated.turns, curated.ratings, curated.content_hash
+    intents = dict(turns.group_by("intent").len().sort("intent").iter_rows())
+    yield dg.Output(
+        turns,
+        output_name="golden_curated",
+        data_version=dg.DataVersion(version),
+        metadata={
+            "dagster/row_count": turns.height,
+            "version": version,
+            "conversations": turns["conversation_id"].n_unique(),
+            "turns": turns.height,
+            "files": len(curated.files),
+            "turns_per_intent": counts_table(intents, "intent", "turns"),
+            "preview": preview(turns.select("conversation_id", "turn_index", "text", "intent", "slots", "must_not")),
+        },
+    )
+    scores = dict(ratings.group_by("rating").len().sort("rating").iter_rows())
+    yield dg.Output(
+        ratings,
+        output_name="golden_ratings",
+        data_version=dg.DataVersion(version),
+        metadata={
+            "dagster/row_count": ratings.height,
+            "version": version,
+            "rated_turns": ratings.select("conversation_id", "turn_index").n_unique(),
+            "acceptable_share": round(ratings["acceptable"].mean() or 0.0, 3),
+            "raters": ", ".join(sorted(ratings["rater"].unique())),
+            "ratings": counts_table(scores, "rating", "responses"),
+            "preview": preview(ratings.select("conversation_id", "turn_index", "response", "rating", "acceptable")),
+        },
+    )
+
+
+@dg.multi_asset(
+    group_name=GROUP,
+    outs={
+        "golden_cpcd": dg.AssetOut(
+            kinds={"polars"},
+            description=(
+                "CPCD conversations, one row per turn with the tracks the user liked and disliked: real human "
+                f"judgements for retrieval evaluation. File location: {CPCD_PATH_VARIABLE}."
+            ),
+        ),
+        "cpcd_corpus": dg.AssetOut(
+            kinds={"polars"},
+            description="The tracks rated in CPCD, in the catalog schema: the corpus golden_cpcd is ranked against.",
+        ),
+    },
+)
+def golden_cpcd_assets(platform: PlatformConfig):
+    try:
+        golden = import_cpcd(platform.golden_cpcd_path)
+    except CatalogSourceError as err:
+        raise dg.Failure(
+            f"cannot read the CPCD golden set at {platform.golden_cpcd_path!r} ({err}); "
+            f"set {CPCD_PATH_VARIABLE} to a cpcd_v1.dialogs.*.jsonl file"
+        ) from err
+    turns, corpus, version = golden.turns, golden.corpus, golden.content_hash[:16]
+    source = {"source_file": dg.MetadataValue.path(golden.source_file), "version": version}
+    yield dg.Output(
+        turns,
+        output_name="golden_cpcd",
+        data_version=dg.DataVersion(version),
+        metadata={
+            **source,
+            "dagster/row_count": turns.height,
+            "conversations": golden.n_conversations,
+            "turns": turns.height,
+            "turns_with_likes": turns.filter(pl.col("liked").list.len() > 0).height,
+            "liked": int(turns["liked"].list.len().sum()),
+            "disliked": int(turns["disliked"].list.len().sum()),
+            "conversations_rejected": golden.rejects.height,
+            "preview": preview(turns.select("conversation_id", "turn_index", "user_query", "liked", "disliked")),
+        },
+    )
+    yield dg.Output(
+        corpus,
+        output_name="cpcd_corpus",
+        data_version=dg.DataVersion(version),
+        metadata={
+            **source,
+            "dagster/row_count": corpus.height,
+            "tracks_quarantined": golden.corpus_quarantined.height,
+            "preview": preview(corpus),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="golden_curated",
+    blocking=True,
+    additional_ins={"taxonomy": dg.AssetIn()},
+    description="Schema, unique (conversation, turn), every intent valid and covered, every node in the taxonomy.",
+)
+def golden_curated_expectations(golden_curated: pl.DataFrame, taxonomy: pl.DataFrame) -> dg.AssetCheckResult:
+    outcome = validate_curated_turns(golden_curated, set(taxonomy["node_id"]))
+    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+
+
+@dg.asset_check(
+    asset="golden_ratings",
+    blocking=True,
+    additional_ins={"golden_curated": dg.AssetIn(), "taxonomy": dg.AssetIn()},
+    description="Ratings within the rubric scale, about existing golden turns, shown tracks in taxonomy terms.",
+)
+def golden_ratings_expectations(
+    golden_ratings: pl.DataFrame, golden_curated: pl.DataFrame, taxonomy: pl.DataFrame
+) -> dg.AssetCheckResult:
+    outcome = validate_ratings(golden_ratings, golden_curated, set(taxonomy["node_id"]))
+    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+
+
+@dg.asset_check(
+    asset="golden_cpcd",
+    blocking=True,
+    additional_ins={"cpcd_corpus": dg.AssetIn()},
+    description="Schema, unique (conversation, turn), every liked or disliked track in the corpus.",
+)
+def golden_cpcd_expectations(golden_cpcd: pl.DataFrame, cpcd_corpus: pl.DataFrame) -> dg.AssetCheckResult:
+    outcome = validate_cpcd_turns(golden_cpcd, set(cpcd_corpus["track_id"]))
+    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+
+
+@dg.asset_check(asset="cpcd_corpus", blocking=True, description="The catalog suite over the CPCD corpus.")
+def cpcd_corpus_expectations(cpcd_corpus: pl.DataFrame) -> dg.AssetCheckResult:
+    outcome = validate_catalog(cpcd_corpus)
+    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))

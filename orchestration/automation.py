@@ -1,0 +1,97 @@
+"""When things run: schedules, sensors and declarative automation conditions.
+
+Assets stay free of scheduling: conditions are attached here with `dg.map_asset_specs`.
+- The catalog is refreshed by a daily schedule (and by the folder sensor when a new file lands).
+- Everything downstream is eager: it rematerializes when an upstream asset or its own code version
+  (e.g. a prompt file's hash) changes, so a changed input reruns exactly what depends on it.
+"""
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+from upath import UPath
+
+from models.catalog.sources import CatalogSourceError, newest_file
+from orchestration.settings import Settings
+
+CATALOG_ASSETS = dg.AssetSelection.assets("catalog", "catalog_quarantine")
+EAGER = dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
+LLM_POOL = "llm"  # LLM-calling assets share this pool; its limit is set in the instance (local_state.py)
+LLM_RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL)
+
+
+# The catalog is refreshed daily: a day without a refresh warns, two fail the freshness check.
+CATALOG_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50), warn_window=timedelta(hours=26))
+
+
+def with_automation(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+    def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key == dg.AssetKey("catalog"):
+            return spec.replace_attributes(freshness_policy=CATALOG_FRESHNESS)
+        if spec.key == dg.AssetKey("catalog_quarantine"):
+            return spec
+        return spec.replace_attributes(automation_condition=EAGER)
+
+    return list(dg.map_asset_specs(attach, assets))
+
+
+def catalog_jobs_and_schedules(settings: Settings) -> tuple[list, list]:
+    refresh = dg.define_asset_job(
+        "catalog_refresh", selection=CATALOG_ASSETS, description="Re-read the catalog source; the rest follows."
+    )
+    schedule = dg.ScheduleDefinition(
+        name="daily_catalog_refresh",
+        job=refresh,
+        cron_schedule=settings.schedules.catalog_refresh,
+        execution_timezone=settings.schedules.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    return [refresh], [schedule]
+
+
+def build_catalog_folder_sensor(settings: Settings) -> dg.SensorDefinition:
+    """A new file in the catalog folder (local or a bucket prefix) triggers a catalog refresh."""
+
+    @dg.sensor(
+        name="new_catalog_file",
+        job_name="catalog_refresh",
+        minimum_interval_seconds=settings.schedules.sensor_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Watches SETLIST_CATALOG__LOCATION when it is a folder; the cursor is the newest file seen.",
+    )
+    def new_catalog_file(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        folder = UPath(settings.catalog.location)
+        if not folder.is_dir():
+            return dg.SkipReason(f"{folder} is a file, not a watched folder")
+        try:
+            newest = UPath(newest_file(settings.catalog.location)).name
+        except CatalogSourceError as err:
+            return dg.SkipReason(str(err))
+        if newest == context.cursor:
+            return dg.SkipReason(f"no catalog file newer than {newest}")
+        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=newest)], cursor=newest)
+
+    return new_catalog_file
+
+
+def build_file_change_sensor(name: str, files: Path, glob: str, job_name: str, interval_s: int) -> dg.SensorDefinition:
+    """Request `job` when any matching file's content changes; the cursor maps file -> mtime and size."""
+
+    @dg.sensor(name=name, job_name=job_name, minimum_interval_seconds=interval_s, default_status=dg.DefaultSensorStatus.RUNNING)
+    def changed_files(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        seen = json.loads(context.cursor or "{}")
+        current = {p.name: f"{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in sorted(files.glob(glob))}
+        if current == seen:
+            return dg.SkipReason(f"no change in {files}/{glob}")
+        run_key = json.dumps(current, sort_keys=True)
+        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key)], cursor=run_key)
+
+    return changed_files
+
+
+def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        "setlist_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING
+    )

@@ -1,0 +1,111 @@
+"""CPCD golden import (real file and hand-made edge cases) and the conversational BM25 baseline."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import require_shared
+
+from models.catalog.schema import CATALOG_SCHEMA, QUARANTINE_SCHEMA
+from models.golden.cpcd import TURNS_SCHEMA, conversation_queries, import_cpcd, run_bm25_baseline
+
+CPCD_DEV = "cpcd/cpcd_v1.dialogs.dev.train.jsonl"
+
+
+@pytest.fixture(scope="module")
+def real_golden():
+    return import_cpcd(require_shared(CPCD_DEV))
+
+
+def test_real_file_imports_every_turn(real_golden) -> None:
+    g = real_golden
+    assert g.turns.schema == TURNS_SCHEMA and g.corpus.schema == CATALOG_SCHEMA
+    assert g.n_conversations == 400 and g.turns.height == 2129 and g.corpus.height == 7527
+    assert g.rejects.height == 0 and g.corpus_quarantined.height == 0
+    assert len(g.content_hash) == 64
+    liked = set(g.turns["liked"].explode().drop_nulls())
+    assert liked and liked <= set(g.corpus["track_id"])
+    second = g.turns.filter(pl.col("turn_index") == 1).row(0, named=True)
+    assert second["history"].startswith("user: ") and "\nsystem: " in second["history"]
+
+
+def _line(conversation_id: str, turns: list[dict], tracks: dict | None = None) -> str:
+    record = {"id": conversation_id, "turns": turns}
+    if tracks is not None:
+        record["tracks"] = tracks
+    return json.dumps(record)
+
+
+def _meta(title: str, artist: str) -> dict:
+    return {"track_titles": title, "track_artists": [artist], "track_release_titles": "Album"}
+
+
+def test_constructed_file_quarantines_bad_lines_and_tolerates_missing_keys(tmp_path: Path) -> None:
+    path = tmp_path / "cpcd_v1.dialogs.custom.jsonl"
+    lines = [
+        _line(
+            "c1",
+            [
+                {"user_query": "hello"},
+                {"user_query": "more jazz", "liked_results": ["t1"]},
+            ],  # optional keys missing
+            {"t1": _meta("Blue in Green", "Miles Davis")},
+        ),
+        '{"id": "c2", "turns": [',  # truncated JSON
+        "",
+        _line("c3", [{"user_query": "x", "liked_results": "t1"}]),  # liked is not a list
+        _line("c1", []),  # repeated id
+        json.dumps({"turns": []}),  # no id
+        _line("c4", []),  # no turns, no tracks: imported, contributes nothing
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    g = import_cpcd(path)
+    assert g.turns["conversation_id"].to_list() == ["c1", "c1"]
+    first, second = g.turns.iter_rows(named=True)
+    assert first["system_response"] == "" and first["search_queries"] == [] and first["disliked"] == []
+    assert second["history"] == "user: hello\nsystem: " and second["liked"] == ["t1"]
+    assert g.rejects.schema == QUARANTINE_SCHEMA
+    rejected = dict(zip(g.rejects["line_no"], g.rejects["rule"], strict=True))
+    assert rejected == {2: "malformed_line", 4: "malformed_line", 5: "duplicate_id", 6: "missing_id"}
+    assert set(g.rejects["source_file"]) == {str(path)}
+    assert "liked_results" in g.rejects.filter(pl.col("line_no") == 4)["detail"][0]
+    assert g.corpus["track_id"].to_list() == ["t1"]
+    assert g.content_hash == import_cpcd(path).content_hash
+
+
+def test_query_is_the_conversation_so_far() -> None:
+    turns = pl.DataFrame({"conversation_id": ["a", "a", "b"], "user_query": ["jazz", "more sax", "rock"]})
+    assert conversation_queries(turns).to_list() == ["jazz", "jazz more sax", "rock"]
+
+
+def test_exclude_rated_drops_earlier_judgements(tmp_path: Path) -> None:
+    path = tmp_path / "two_turns.jsonl"
+    turns = [
+        {"user_query": "miles davis", "liked_results": ["t1"]},
+        {"user_query": "more like that", "liked_results": ["t2"], "disliked_results": []},
+    ]
+    tracks = {"t1": _meta("So What", "Miles Davis"), "t2": _meta("Blue in Green", "Miles Davis")}
+    path.write_text(_line("c1", turns, tracks) + "\n", encoding="utf-8")
+    golden = import_cpcd(path)
+    plain = run_bm25_baseline(golden, ks=(1, 2)).results
+    assert plain["ranked"].to_list()[1][:1] == ["t1"]  # the turn-0 like still tops the turn-1 ranking
+    excluded = run_bm25_baseline(golden, ks=(1, 2), exclude_rated=True).results
+    assert excluded["ranked"].to_list()[1] == ["t2"] and excluded["hit_at_1"].to_list() == [1.0, 1.0]
+
+
+def test_bm25_baseline_on_real_file_beats_random(real_golden) -> None:
+    run = run_bm25_baseline(real_golden)
+    report = run.report
+    evaluated = real_golden.turns.filter(pl.col("liked").list.len() > 0)
+    assert report.n_evaluated == run.results.height == evaluated.height
+    for name, value in {**report.micro, **report.macro}.items():
+        assert 0.0 <= value <= 1.0, name
+    # A random ranking of N tracks hits one of r liked tracks in the top 10 with probability ~ 1 - (1 - r/N)^10.
+    n = real_golden.corpus.height
+    random_hit10 = np.mean(1 - (1 - evaluated["liked"].list.len().to_numpy() / n) ** 10)
+    assert report.micro["hit_at_10"] > 10 * random_hit10
+    assert {f"{m}_at_{k}" for m in ("hit", "recall", "mrr", "ndcg") for k in (1, 5, 10, 20)} <= set(
+        run.results.columns
+    )
