@@ -53,7 +53,9 @@ def golden_curated_assets(platform: PlatformConfig):
             "turns": turns.height,
             "files": len(curated.files),
             "turns_per_intent": counts_table(intents, "intent", "turns"),
-            "preview": preview(turns.select("conversation_id", "turn_index", "text", "intent", "slots", "must_not")),
+            "preview": preview(
+                turns.select("conversation_id", "turn_index", "text", "intent", "slots", "must_not")
+            ),
         },
     )
     scores = dict(ratings.group_by("rating").len().sort("rating").iter_rows())
@@ -68,7 +70,9 @@ def golden_curated_assets(platform: PlatformConfig):
             "acceptable_share": round(ratings["acceptable"].mean() or 0.0, 3),
             "raters": ", ".join(sorted(ratings["rater"].unique())),
             "ratings": counts_table(scores, "rating", "responses"),
-            "preview": preview(ratings.select("conversation_id", "turn_index", "response", "rating", "acceptable")),
+            "preview": preview(
+                ratings.select("conversation_id", "turn_index", "response", "rating", "acceptable")
+            ),
         },
     )
 
@@ -112,7 +116,9 @@ def golden_cpcd_assets(platform: PlatformConfig):
             "liked": int(turns["liked"].list.len().sum()),
             "disliked": int(turns["disliked"].list.len().sum()),
             "conversations_rejected": golden.rejects.height,
-            "preview": preview(turns.select("conversation_id", "turn_index", "user_query", "liked", "disliked")),
+            "preview": preview(
+                turns.select("conversation_id", "turn_index", "user_query", "liked", "disliked")
+            ),
         },
     )
     yield dg.Output(

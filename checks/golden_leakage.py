@@ -25,7 +25,9 @@ def leaked_turns(
 ) -> pl.DataFrame:
     """Training turns whose text matches a golden turn; both frames need conversation_id, turn_index, text."""
     index = NearDuplicateIndex(config)
-    for conversation_id, turn_index, text in golden.select("conversation_id", "turn_index", "text").iter_rows():
+    for conversation_id, turn_index, text in golden.select(
+        "conversation_id", "turn_index", "text"
+    ).iter_rows():
         index.add(f"{conversation_id}#{turn_index}", text)
     rows = [
         {
@@ -36,7 +38,9 @@ def leaked_turns(
             "ratio": match.ratio,
             "exact": match.exact,
         }
-        for conversation_id, turn_index, text in training.select("conversation_id", "turn_index", "text").iter_rows()
+        for conversation_id, turn_index, text in training.select(
+            "conversation_id", "turn_index", "text"
+        ).iter_rows()
         if (match := index.match(text)) is not None
     ]
     return pl.DataFrame(rows, schema=LEAKAGE_SCHEMA)

@@ -32,7 +32,9 @@ def validate_curated_turns(turns: pl.DataFrame, node_ids: Collection[str]) -> Su
         ],
     )
     nodes = run_suite("golden_curated_nodes", _turn_nodes(turns), [_known_nodes(node_ids)])
-    return SuiteOutcome("golden_curated", [_schema(turns, GOLDEN_TURN_SCHEMA), *outcome.outcomes, *nodes.outcomes])
+    return SuiteOutcome(
+        "golden_curated", [_schema(turns, GOLDEN_TURN_SCHEMA), *outcome.outcomes, *nodes.outcomes]
+    )
 
 
 def validate_ratings(ratings: pl.DataFrame, turns: pl.DataFrame, node_ids: Collection[str]) -> SuiteOutcome:
@@ -83,7 +85,9 @@ def validate_cpcd_turns(turns: pl.DataFrame, corpus_track_ids: Collection[str]) 
         rated,
         [gx.expectations.ExpectColumnValuesToBeInSet(column="track_id", value_set=sorted(corpus_track_ids))],
     )
-    return SuiteOutcome("golden_cpcd", [_schema(turns, CPCD_TURNS_SCHEMA), *outcome.outcomes, *in_corpus.outcomes])
+    return SuiteOutcome(
+        "golden_cpcd", [_schema(turns, CPCD_TURNS_SCHEMA), *outcome.outcomes, *in_corpus.outcomes]
+    )
 
 
 def _turn_nodes(turns: pl.DataFrame) -> pl.DataFrame:

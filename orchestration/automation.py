@@ -14,6 +14,7 @@ import dagster as dg
 from upath import UPath
 
 from models.catalog.sources import CatalogSourceError, newest_file
+from models.golden.curated import CURATED_DIR
 from orchestration.settings import Settings
 
 CATALOG_ASSETS = dg.AssetSelection.assets("catalog", "catalog_quarantine")
@@ -23,7 +24,9 @@ LLM_RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTI
 
 
 # The catalog is refreshed daily: a day without a refresh warns, two fail the freshness check.
-CATALOG_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50), warn_window=timedelta(hours=26))
+CATALOG_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=50), warn_window=timedelta(hours=26)
+)
 
 
 def with_automation(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
@@ -39,7 +42,9 @@ def with_automation(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefiniti
 
 def catalog_jobs_and_schedules(settings: Settings) -> tuple[list, list]:
     refresh = dg.define_asset_job(
-        "catalog_refresh", selection=CATALOG_ASSETS, description="Re-read the catalog source; the rest follows."
+        "catalog_refresh",
+        selection=CATALOG_ASSETS,
+        description="Re-read the catalog source; the rest follows.",
     )
     schedule = dg.ScheduleDefinition(
         name="daily_catalog_refresh",
@@ -76,10 +81,34 @@ def build_catalog_folder_sensor(settings: Settings) -> dg.SensorDefinition:
     return new_catalog_file
 
 
-def build_file_change_sensor(name: str, files: Path, glob: str, job_name: str, interval_s: int) -> dg.SensorDefinition:
+def golden_refresh_job_and_sensor(settings: Settings) -> tuple[list, list]:
+    """A changed curated golden file rematerializes the golden set; eager automation does the rest."""
+    job = dg.define_asset_job(
+        "golden_refresh",
+        selection=dg.AssetSelection.assets("golden_curated", "golden_ratings"),
+        description="Re-read the curated golden files.",
+    )
+    sensor = build_file_change_sensor(
+        "golden_files_changed",
+        CURATED_DIR,
+        "*.yaml",
+        job_name="golden_refresh",
+        interval_s=settings.schedules.sensor_interval_s,
+    )
+    return [job], [sensor]
+
+
+def build_file_change_sensor(
+    name: str, files: Path, glob: str, job_name: str, interval_s: int
+) -> dg.SensorDefinition:
     """Request `job` when any matching file's content changes; the cursor maps file -> mtime and size."""
 
-    @dg.sensor(name=name, job_name=job_name, minimum_interval_seconds=interval_s, default_status=dg.DefaultSensorStatus.RUNNING)
+    @dg.sensor(
+        name=name,
+        job_name=job_name,
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
     def changed_files(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         seen = json.loads(context.cursor or "{}")
         current = {p.name: f"{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in sorted(files.glob(glob))}

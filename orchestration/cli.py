@@ -76,7 +76,9 @@ def run() -> None:
         instance=instance, raise_on_error=False, run_config={"loggers": {"progress": {}}}
     )
     _print_summary(result)
-    console.print(f"Dagster state: {settings.dagster_home}   (setlist ui, or DAGSTER_HOME={settings.dagster_home} dagster dev)")
+    console.print(
+        f"Dagster state: {settings.dagster_home}   (setlist ui, or DAGSTER_HOME={settings.dagster_home} dagster dev)"
+    )
     console.print(f"MLflow state:  {settings.mlflow_tracking_uri}")
     console.print(f"Asset files:   {settings.assets_dir}")
     if not result.success:
@@ -131,7 +133,9 @@ def _wait_http(url: str, process: subprocess.Popen, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with code {process.returncode} before serving {url}")
+            raise RuntimeError(
+                f"{process.args[0]} exited with code {process.returncode} before serving {url}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -159,7 +163,16 @@ def ui(
     bin_dir = os.path.dirname(sys.executable)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     dagster = subprocess.Popen(
-        [f"{bin_dir}/dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(dagster_port)],
+        [
+            f"{bin_dir}/dagster",
+            "dev",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(dagster_port),
+        ],
         cwd=REPO_ROOT,
         env=env,
         preexec_fn=_restore_sigint,
@@ -167,9 +180,18 @@ def ui(
     )
     mlflow = subprocess.Popen(
         [
-            f"{bin_dir}/mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
-            "--backend-store-uri", settings.mlflow_tracking_uri,
-            "--default-artifact-root", settings.mlflow_artifacts_dir.as_uri(),
+            f"{bin_dir}/mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            settings.mlflow_tracking_uri,
+            "--default-artifact-root",
+            settings.mlflow_artifacts_dir.as_uri(),
         ],
         env=env,
         preexec_fn=_restore_sigint,

@@ -39,20 +39,26 @@ def build_resources(settings: Settings) -> dict[str, object]:
     }
 
 
-def build_definitions(settings: Settings, loggers: dict[str, dg.LoggerDefinition] | None = None) -> dg.Definitions:
+def build_definitions(
+    settings: Settings, loggers: dict[str, dg.LoggerDefinition] | None = None
+) -> dg.Definitions:
     all_assets = automation.with_automation(
         [*dg.load_assets_from_modules(ASSET_MODULES), build_prompt_versions(settings.prompts_dir)]
     )
     catalog_jobs, catalog_schedules = automation.catalog_jobs_and_schedules(settings)
-    main_job = dg.define_asset_job("setlist_main", selection=dg.AssetSelection.all(), description="The whole graph.")
+    golden_jobs, golden_sensors = automation.golden_refresh_job_and_sensor(settings)
+    main_job = dg.define_asset_job(
+        "setlist_main", selection=dg.AssetSelection.all(), description="The whole graph."
+    )
     return dg.Definitions(
         assets=all_assets,
         asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
         resources=build_resources(settings),
-        jobs=[main_job, *catalog_jobs],
+        jobs=[main_job, *catalog_jobs, *golden_jobs],
         schedules=catalog_schedules,
         sensors=[
             automation.build_catalog_folder_sensor(settings),
+            *golden_sensors,
             automation.automation_sensor(),
         ],
         loggers=loggers,

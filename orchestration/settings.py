@@ -80,7 +80,9 @@ class Settings(BaseSettings):
     llm: GatewayConfig = Field(default_factory=GatewayConfig)
     taxonomy_file: Path = BUNDLED_DATA / "taxonomy.yaml"
     # CPCD is too large to bundle; every developer machine and CI has ../shared/data.
-    golden_cpcd_path: str = str(REPO_ROOT.parent / "shared" / "data" / "cpcd" / "cpcd_v1.dialogs.dev.train.jsonl")
+    golden_cpcd_path: str = str(
+        REPO_ROOT.parent / "shared" / "data" / "cpcd" / "cpcd_v1.dialogs.dev.train.jsonl"
+    )
     prompts_dir: Path = REPO_ROOT / "models" / "prompts"
 
     @cached_property

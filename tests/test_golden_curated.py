@@ -37,7 +37,9 @@ def test_real_set_is_large_valid_and_covers_every_intent(taxonomy):
 
 def test_constraints_are_derived_and_file_expectations_added(taxonomy):
     turns = load_curated_set(taxonomy).turns
-    row = turns.filter(pl.col("conversation_id") == "refine-add-piano", pl.col("turn_index") == 2).row(0, named=True)
+    row = turns.filter(pl.col("conversation_id") == "refine-add-piano", pl.col("turn_index") == 2).row(
+        0, named=True
+    )
     constraint = json.loads(row["constraint"])
     assert constraint["required"] == {
         "genre": ["genre/jazz"],
@@ -70,7 +72,9 @@ BAD_FILES = {
     "unknown_taxonomy_node": GOOD.replace("mood/calm", "mood/sleepy"),
     "missing_text": GOOD.replace('text: "some calm piano"', 'text: "  "'),
     "rating_out_of_range": GOOD.replace("rating: 4", "rating: 7"),
-    "acceptable_contradicts_rating": GOOD.replace("rating: 4, acceptable: true", "rating: 1, acceptable: true"),
+    "acceptable_contradicts_rating": GOOD.replace(
+        "rating: 4, acceptable: true", "rating: 1, acceptable: true"
+    ),
     "unknown_rater": GOOD.replace("rater: eval-lead}", "rater: someone-else}"),
 }
 
@@ -81,7 +85,12 @@ def test_bad_turn_is_named_by_file_conversation_turn_and_rule(tmp_path, taxonomy
     with pytest.raises(GoldenSetError) as raised:
         load_curated_set(taxonomy, tmp_path)
     (issue,) = raised.value.issues
-    assert (Path(issue.file).name, issue.conversation_id, issue.turn_index, issue.rule) == ("bad.yaml", "c-good", 0, rule)
+    assert (Path(issue.file).name, issue.conversation_id, issue.turn_index, issue.rule) == (
+        "bad.yaml",
+        "c-good",
+        0,
+        rule,
+    )
     assert f"bad.yaml: conversation c-good, turn 0: {rule}" in str(raised.value)
 
 
@@ -99,7 +108,9 @@ def test_missing_text_key_is_named(tmp_path, taxonomy):
     (tmp_path / "bad.yaml").write_text(GOOD.replace('text: "some calm piano"\n        ', ""))
     with pytest.raises(GoldenSetError) as raised:
         load_curated_set(taxonomy, tmp_path)
-    assert [(i.conversation_id, i.turn_index, i.rule) for i in raised.value.issues] == [("c-good", 0, "missing_text")]
+    assert [(i.conversation_id, i.turn_index, i.rule) for i in raised.value.issues] == [
+        ("c-good", 0, "missing_text")
+    ]
 
 
 def test_content_hash_changes_on_one_character_and_ignores_order(tmp_path, taxonomy):

@@ -90,7 +90,7 @@ def test_near_duplicates_and_leakage_are_rejected_with_reasons(taxonomy) -> None
         _conversation("d", "play jazz with piano, something completely different for my morning run", intent=Intent.RECOMMEND, slots=jazz),
         _conversation("e", "please play jazz with piano for a sunday brunch", intent=Intent.RECOMMEND, slots=jazz),  # leak
         _conversation("f", "play some techno", intent=Intent.RECOMMEND, slots=jazz),  # labels not in the text
-        _conversation("g", "quiero escuchar música tranquila para dormir esta noche señor"),
+        _conversation("g", "quiero escuchar música tranquila para dormir esta noche con mi perro en la casa"),
     ]
     eval_texts = ["Please play jazz with piano for a Sunday brunch!"]
     result = postprocess(conversations, taxonomy, eval_texts=eval_texts)

@@ -26,17 +26,17 @@ FOLLOW_UP_WEIGHTS = {
     Intent.LESS_LIKE: 12,
     Intent.ASK_ABOUT_TRACK: 10,
     Intent.CREATE_PLAYLIST: 8,
-    Intent.RECOMMEND: 10,
+    Intent.RECOMMEND: 8,
     Intent.NEEDS_CLARIFICATION: 4,
     Intent.CHITCHAT: 10,
     Intent.OUT_OF_SCOPE: 6,
 }
 OPENING_WEIGHTS = {
-    Intent.RECOMMEND: 66,
-    Intent.CREATE_PLAYLIST: 8,
-    Intent.NEEDS_CLARIFICATION: 12,
-    Intent.CHITCHAT: 6,
-    Intent.OUT_OF_SCOPE: 8,
+    Intent.RECOMMEND: 56,
+    Intent.CREATE_PLAYLIST: 10,
+    Intent.NEEDS_CLARIFICATION: 14,
+    Intent.CHITCHAT: 8,
+    Intent.OUT_OF_SCOPE: 12,
 }
 NEGATABLE_FACETS = ("instrument", "genre", "mood")
 FICTIONAL_ARTISTS = (
