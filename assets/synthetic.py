@@ -29,7 +29,9 @@ def partition_key(generator: str, version: str) -> str:
     return f"{generator}-{version}"
 
 
-def _generator(key: str, taxonomy: Taxonomy, catalog: pl.DataFrame, llm: LLMGatewayResource) -> ConversationGenerator:
+def _generator(
+    key: str, taxonomy: Taxonomy, catalog: pl.DataFrame, llm: LLMGatewayResource
+) -> ConversationGenerator:
     name, _, version = key.partition("-")
     generator: ConversationGenerator
     if name == "grammar":
@@ -84,7 +86,9 @@ def synthetic_assets(
     turns = conversations_to_frame(result.kept)
     rejects = rejects_to_frame([*generation.rejected, *result.rejected])
 
-    reasons = dict(collections.Counter(f"{r.stage}: {r.reason}" for r in [*generation.rejected, *result.rejected]))
+    reasons = dict(
+        collections.Counter(f"{r.stage}: {r.reason}" for r in [*generation.rejected, *result.rejected])
+    )
     shares = intent_shares(turns)
     metadata: dict[str, object] = {
         "dagster/row_count": turns.height,
@@ -111,7 +115,9 @@ def synthetic_assets(
         output_name="synthetic_rejects",
         metadata={
             "dagster/row_count": rejects.height,
-            "rejection_reasons": counts_table(reasons, "stage: reason", "conversations") if reasons else "none",
+            "rejection_reasons": counts_table(reasons, "stage: reason", "conversations")
+            if reasons
+            else "none",
             "preview": preview(rejects.select("conversation_id", "text", "stage", "reason", "detail")),
         },
     )
@@ -123,6 +129,8 @@ def synthetic_assets(
     additional_ins={"taxonomy": dg.AssetIn()},
     description="Schema, every slot a taxonomy node, each intent within 2-40% of turns, no eval leakage.",
 )
-def synthetic_expectations(synthetic_conversations: pl.DataFrame, taxonomy: pl.DataFrame) -> dg.AssetCheckResult:
+def synthetic_expectations(
+    synthetic_conversations: pl.DataFrame, taxonomy: pl.DataFrame
+) -> dg.AssetCheckResult:
     outcome = validate_synthetic(synthetic_conversations, taxonomy["node_id"].to_list(), eval_texts=())
     return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))

@@ -7,6 +7,7 @@ responder writes grammar text for the requested labels, so answers pass the labe
 
 import argparse
 import json
+import os
 import random
 import re
 import tempfile
@@ -36,11 +37,19 @@ def llm(n: int, concurrency: int, grammar: GrammarGenerator, catalog) -> tuple[f
 
     def respond(body: dict[str, Any]) -> dict[str, Any]:
         user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-        plan = [TurnLabels.model_validate(t) for t in json.loads(re.search(r"<labels>(.*?)</labels>", user, re.S)[1])]
+        plan = [
+            TurnLabels.model_validate(t)
+            for t in json.loads(re.search(r"<labels>(.*?)</labels>", user, re.S)[1])
+        ]
         return {"turns": [{"text": grammar.realize(t, rng), **t.model_dump(mode="json")} for t in plan]}
 
-    with LLMTestServer(responder=respond, faults=FaultPlan(latency_ms=100)) as server, tempfile.TemporaryDirectory() as tmp:
-        config = GatewayConfig(base_url=server.base_url, max_concurrency=concurrency, cache_path=Path(tmp) / "cache.sqlite")
+    with (
+        LLMTestServer(responder=respond, faults=FaultPlan(latency_ms=100)) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        config = GatewayConfig(
+            base_url=server.base_url, max_concurrency=concurrency, cache_path=Path(tmp) / "cache.sqlite"
+        )
         gateway = LLMGateway(config)
         started = time.perf_counter()
         generation = LLMGenerator(grammar.taxonomy, catalog, gateway).generate(n, seed=7)
@@ -56,8 +65,6 @@ def main() -> None:
     parser.add_argument("--llm", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    import os
-
     os.environ.setdefault("SETLIST_LLM_API_KEY", "sk-benchmark-not-a-key")
     taxonomy = load_curated(BUNDLED_DATA / "taxonomy.yaml")
     catalog = read_catalog(CatalogSourceSpec()).kept
@@ -68,7 +75,14 @@ def main() -> None:
         seconds, kept = offline(n, grammar)
         rows.append((f"grammar + post-processing, {n:,} conversations", seconds, n, kept))
     seconds, kept = llm(args.llm, args.concurrency, grammar, catalog)
-    rows.append((f"LLM via gateway, {args.llm} conversations, 100 ms latency, concurrency {args.concurrency}", seconds, args.llm, kept))
+    rows.append(
+        (
+            f"LLM via gateway, {args.llm} conversations, 100 ms latency, concurrency {args.concurrency}",
+            seconds,
+            args.llm,
+            kept,
+        )
+    )
 
     print("| path | seconds | conversations/s | kept after filters |")
     print("|---|---:|---:|---:|")

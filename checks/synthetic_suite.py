@@ -36,17 +36,25 @@ def validate_synthetic(
     )
     nodes = pl.DataFrame({"node": slot_nodes(turns)}, schema={"node": pl.String})
     nodes_outcome = run_suite(
-        "synthetic_slot_nodes", nodes, [gx.expectations.ExpectColumnValuesToBeInSet(column="node", value_set=node_ids)]
+        "synthetic_slot_nodes",
+        nodes,
+        [gx.expectations.ExpectColumnValuesToBeInSet(column="node", value_set=node_ids)],
     )
     shares = pl.DataFrame(list(intent_shares(turns).items()), schema=["intent", "share"], orient="row")
     balance = run_suite(
         "synthetic_intent_balance",
         shares,
-        [gx.expectations.ExpectColumnValuesToBeBetween(column="share", min_value=min_share, max_value=max_share)],
+        [
+            gx.expectations.ExpectColumnValuesToBeBetween(
+                column="share", min_value=min_share, max_value=max_share
+            )
+        ],
     )
     schema_ok = turns.schema == TURN_SCHEMA
     structural = [
-        ExpectationOutcome("schema_equals(TURN_SCHEMA)", schema_ok, "matches" if schema_ok else str(turns.schema)),
+        ExpectationOutcome(
+            "schema_equals(TURN_SCHEMA)", schema_ok, "matches" if schema_ok else str(turns.schema)
+        ),
         _leakage(turns, eval_texts),
     ]
     return SuiteOutcome(
@@ -62,5 +70,7 @@ def _leakage(turns: pl.DataFrame, eval_texts: Iterable[str]) -> ExpectationOutco
         n_eval += 1
     leaks = [text for text in turns["text"] if index.match(text)]
     return ExpectationOutcome(
-        f"no_turn_near_duplicates_an_eval_item({n_eval} eval texts)", not leaks, f"{len(leaks)} leaks, e.g. {leaks[:3]}"
+        f"no_turn_near_duplicates_an_eval_item({n_eval} eval texts)",
+        not leaks,
+        f"{len(leaks)} leaks, e.g. {leaks[:3]}",
     )

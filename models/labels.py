@@ -306,7 +306,9 @@ def conversations_from_frame(frame: pl.DataFrame) -> list[Conversation]:
         turns = [
             Turn(
                 text=row["text"],
-                labels=TurnLabels(intent=Intent(row["intent"]), slots=Slots.model_validate(json.loads(row["slots"]))),
+                labels=TurnLabels(
+                    intent=Intent(row["intent"]), slots=Slots.model_validate(json.loads(row["slots"]))
+                ),
                 constraint=Constraint.model_validate(json.loads(row["constraint"])),
             )
             for row in rows.iter_rows(named=True)

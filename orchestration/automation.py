@@ -17,6 +17,8 @@ from models.catalog.sources import CatalogSourceError, newest_file
 from models.golden.curated import CURATED_DIR
 from orchestration.settings import Settings
 
+PARTITION_COLUMN = "dagster_partition"  # must match orchestration/bigquery_io_manager.py
+
 CATALOG_ASSETS = dg.AssetSelection.assets("catalog", "catalog_quarantine")
 EAGER = dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
 LLM_POOL = "llm"  # LLM-calling assets share this pool; its limit is set in the instance (local_state.py)
@@ -29,8 +31,11 @@ CATALOG_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 
-def with_automation(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+def with_automation(assets: list[dg.AssetsDefinition], settings: Settings) -> list[dg.AssetsDefinition]:
     def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if settings.profile == "gcp" and spec.partitions_def is not None:
+            # BigQuery tables hold every partition; the IO manager finds a partition's rows by this column.
+            spec = spec.replace_attributes(metadata={**spec.metadata, "partition_expr": PARTITION_COLUMN})
         if spec.key == dg.AssetKey("catalog"):
             return spec.replace_attributes(freshness_policy=CATALOG_FRESHNESS)
         if spec.key == dg.AssetKey("catalog_quarantine"):

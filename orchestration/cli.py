@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +19,8 @@ from orchestration.local_state import prepare_home
 from orchestration.settings import REPO_ROOT, SettingsError, load_settings
 
 app = typer.Typer(help="Setlist: build and evaluate LLM-powered music discovery.", no_args_is_help=True)
-console = Console()
+# Summary tables are wide; when output is piped rich would assume 80 columns.
+console = Console(width=max(120, shutil.get_terminal_size((140, 40)).columns))
 
 
 def _settings():
@@ -62,8 +64,9 @@ def progress_logger(_init_context: dg.InitLoggerContext) -> logging.Logger:
 
 @app.command()
 def run() -> None:
-    """Materialize the whole asset graph in-process on the configured profile (embedded default: local)."""
+    """Materialize the whole asset graph in-process, stage by stage (see orchestration/stages.py)."""
     from orchestration.definitions import build_definitions
+    from orchestration.stages import plan_stages, stage_partition_keys
 
     settings = _settings()
     prepare_home(settings)
@@ -72,16 +75,27 @@ def run() -> None:
     console.print(f"[bold]Setlist run[/bold] — profile {settings.profile}, catalog {settings.catalog.kind}")
     console.print(_llm_mode(settings))
 
-    result = defs.resolve_job_def("setlist_main").execute_in_process(
-        instance=instance, raise_on_error=False, run_config={"loggers": {"progress": {}}}
-    )
-    _print_summary(result)
+    results: list[dg.ExecuteInProcessResult] = []
+    for stage in plan_stages(list(defs.assets)):
+        job = defs.resolve_job_def(f"setlist_{stage.name}")
+        for key in stage_partition_keys(stage, settings, instance):
+            console.print(f"[bold]{stage.name}[/bold]" + (f" [{key}]" if key else ""))
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=key,
+                raise_on_error=False,
+                run_config={"loggers": {"progress": {}}},
+            )
+            results.append(result)
+        if not all(r.success for r in results):
+            break  # later stages read what this one should have written
+    _print_summary(results)
     console.print(
         f"Dagster state: {settings.dagster_home}   (setlist ui, or DAGSTER_HOME={settings.dagster_home} dagster dev)"
     )
     console.print(f"MLflow state:  {settings.mlflow_tracking_uri}")
     console.print(f"Asset files:   {settings.assets_dir}")
-    if not result.success:
+    if not all(r.success for r in results):
         raise typer.Exit(1)
 
 
@@ -94,16 +108,18 @@ def _llm_mode(settings) -> str:
     )
 
 
-def _print_summary(result: dg.ExecuteInProcessResult) -> None:
+def _print_summary(results: list[dg.ExecuteInProcessResult]) -> None:
     checks: dict[str, list[bool]] = {}
-    for evaluation in result.get_asset_check_evaluations():
+    for evaluation in (e for r in results for e in r.get_asset_check_evaluations()):
         checks.setdefault(evaluation.asset_key.to_user_string(), []).append(evaluation.passed)
     table = Table(title="Summary")
     for column in ("asset", "rows", "checks passed", "checks failed", "key figures"):
         table.add_column(column)
-    for event in result.get_asset_materialization_events():
+    for event in (e for r in results for e in r.get_asset_materialization_events()):
         materialization = event.step_materialization_data.materialization
         key = materialization.asset_key.to_user_string()
+        if materialization.partition:
+            key += f" [{materialization.partition}]"
         metadata = materialization.metadata
         rows = metadata.get("dagster/row_count")
         figures = [
@@ -111,7 +127,7 @@ def _print_summary(result: dg.ExecuteInProcessResult) -> None:
             for name, entry in metadata.items()
             if name != "dagster/row_count" and isinstance(entry, dg.FloatMetadataValue | dg.IntMetadataValue)
         ][:4]
-        outcomes = checks.get(key, [])
+        outcomes = checks.get(materialization.asset_key.to_user_string(), [])
         table.add_row(
             key,
             str(rows.value) if rows else "-",
@@ -120,7 +136,8 @@ def _print_summary(result: dg.ExecuteInProcessResult) -> None:
             ", ".join(figures),
         )
     console.print(table)
-    console.print("[green]run succeeded[/green]" if result.success else "[red]run failed[/red]")
+    succeeded = all(r.success for r in results)
+    console.print("[green]run succeeded[/green]" if succeeded else "[red]run failed[/red]")
 
 
 def _free_port() -> int:
@@ -191,7 +208,7 @@ def ui(
             "--backend-store-uri",
             settings.mlflow_tracking_uri,
             "--default-artifact-root",
-            settings.mlflow_artifacts_dir.as_uri(),
+            settings.mlflow_artifact_root,
         ],
         env=env,
         preexec_fn=_restore_sigint,

@@ -4,21 +4,34 @@ import dagster as dg
 
 import assets.catalog
 import assets.golden
+import assets.synthetic
 import assets.taxonomy
 from assets.prompts import build_prompt_versions
-from orchestration import automation
+from orchestration import automation, stages
 from orchestration.io_manager import ParquetIOManager
 from orchestration.llm_resource import LLMGatewayResource
 from orchestration.resources import CatalogSource, MLflowTracking, PlatformConfig
 from orchestration.settings import Settings, load_settings
 
-ASSET_MODULES = [assets.catalog, assets.taxonomy, assets.golden]
+ASSET_MODULES = [assets.catalog, assets.taxonomy, assets.golden, assets.synthetic]
+
+
+def table_io_manager(settings: Settings) -> dg.ConfigurableIOManagerFactory:
+    """Parquet files under the home folder locally; BigQuery tables in the gcp profile."""
+    if settings.profile == "gcp":
+        # Imported here: dagster-gcp is the `gcp` extra, not needed by the embedded default.
+        from orchestration.bigquery_io_manager import PolarsBigQueryIOManager
+
+        return PolarsBigQueryIOManager(
+            project=settings.gcp.project, dataset=settings.gcp.dataset, location=settings.gcp.location
+        )
+    return ParquetIOManager(base_dir=str(settings.assets_dir))
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
     catalog = settings.catalog
     return {
-        "io_manager": ParquetIOManager(base_dir=str(settings.assets_dir)),
+        "io_manager": table_io_manager(settings),
         "platform": PlatformConfig(
             seed=settings.seed,
             taxonomy_file=str(settings.taxonomy_file),
@@ -34,7 +47,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "llm": LLMGatewayResource.from_settings(settings.llm, cache_path=settings.llm_cache_path),
         "mlflow": MLflowTracking(
-            tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifacts_dir.as_uri()
+            tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root
         ),
     }
 
@@ -43,18 +56,15 @@ def build_definitions(
     settings: Settings, loggers: dict[str, dg.LoggerDefinition] | None = None
 ) -> dg.Definitions:
     all_assets = automation.with_automation(
-        [*dg.load_assets_from_modules(ASSET_MODULES), build_prompt_versions(settings.prompts_dir)]
+        [*dg.load_assets_from_modules(ASSET_MODULES), build_prompt_versions(settings.prompts_dir)], settings
     )
     catalog_jobs, catalog_schedules = automation.catalog_jobs_and_schedules(settings)
     golden_jobs, golden_sensors = automation.golden_refresh_job_and_sensor(settings)
-    main_job = dg.define_asset_job(
-        "setlist_main", selection=dg.AssetSelection.all(), description="The whole graph."
-    )
     return dg.Definitions(
         assets=all_assets,
         asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
         resources=build_resources(settings),
-        jobs=[main_job, *catalog_jobs, *golden_jobs],
+        jobs=[*stages.stage_jobs(all_assets), *catalog_jobs, *golden_jobs],
         schedules=catalog_schedules,
         sensors=[
             automation.build_catalog_folder_sensor(settings),
@@ -62,6 +72,9 @@ def build_definitions(
             automation.automation_sensor(),
         ],
         loggers=loggers,
+        # Locally one process runs the steps; in production each step gets its own process
+        # (deploy on Kubernetes by swapping in dagster-k8s's k8s_job_executor here).
+        executor=dg.multiprocess_executor if settings.profile == "gcp" else dg.in_process_executor,
     )
 
 

@@ -7,13 +7,15 @@ cursor is the set of registry versions already turned into candidates.
 import json
 
 import dagster as dg
+from mlflow import MlflowClient
 
 from models.candidates import INTENT_MODEL, PARSER_PROMPT, STORY_PROMPT, Candidate
 from models.registry import CHAMPION, RegistryVersion, model_alias_version, registry_versions
 from orchestration.resources import MLflowTracking
+from orchestration.settings import Settings
 
 CANDIDATES = dg.DynamicPartitionsDefinition(name="candidates")
-EVALUATION_JOB = "candidate_evaluation"
+EVALUATION_JOB = "setlist_candidates"  # the candidates stage job (orchestration/stages.py)
 
 
 def candidate_for(version: RegistryVersion, champion_model: int | None) -> Candidate | None:
@@ -58,3 +60,15 @@ def registry_sensor(
         dynamic_partitions_requests=[CANDIDATES.build_add_request([k for k in keys if k not in known])],
         cursor=json.dumps(sorted(seen | set(new))),
     )
+
+
+def current_candidates(settings: Settings) -> list[Candidate]:
+    """Every candidate the registry holds now (LLM ones only when the gateway is configured)."""
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    champion_model = model_alias_version(client, INTENT_MODEL, CHAMPION)
+    candidates = [
+        candidate_for(version, champion_model)
+        for version in registry_versions(client, [PARSER_PROMPT, STORY_PROMPT], [INTENT_MODEL])
+    ]
+    usable = [c for c in candidates if c is not None and (settings.llm.base_url or not c.uses_llm)]
+    return list({c.key: c for c in usable}.values())

@@ -61,6 +61,15 @@ class ScheduleSettings(BaseModel):
         return value
 
 
+class GcpSettings(BaseModel):
+    """The production profile: tables in BigQuery, files in GCS, a shared MLflow server."""
+
+    project: str | None = None
+    dataset: str = "setlist"
+    location: str = "US"
+    bucket: str | None = None  # gs://bucket/prefix: MLflow artifacts and Setlist files
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -78,6 +87,8 @@ class Settings(BaseSettings):
     # The endpoint, model and limits; the API key is read from SETLIST_LLM_API_KEY only, never a setting.
     # The cache lives in the home folder (`llm_cache_path`), so the file's own cache_path is ignored.
     llm: GatewayConfig = Field(default_factory=GatewayConfig)
+    gcp: GcpSettings = Field(default_factory=GcpSettings)
+    mlflow_uri: str | None = None  # a shared tracking server; default: SQLite under the home folder
     taxonomy_file: Path = BUNDLED_DATA / "taxonomy.yaml"
     # CPCD is too large to bundle; every developer machine and CI has ../shared/data.
     golden_cpcd_path: str = str(
@@ -103,11 +114,34 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        return self.mlflow_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:
         return self.mlflow_dir / "artifacts"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        if self.profile == "gcp":
+            return f"{self.gcp.bucket.rstrip('/')}/mlflow"
+        return self.mlflow_artifacts_dir.as_uri()
+
+    def profile_problems(self) -> list[str]:
+        """Settings the chosen profile needs but does not have, each naming its variable."""
+        if self.profile != "gcp":
+            return []
+        problems = [
+            f"{env_var_for(loc)}: required by the gcp profile"
+            for loc, value in (
+                (("gcp", "project"), self.gcp.project),
+                (("gcp", "bucket"), self.gcp.bucket),
+                (("mlflow_uri",), self.mlflow_uri),
+            )
+            if not value
+        ]
+        if self.gcp.bucket and not self.gcp.bucket.startswith("gs://"):
+            problems.append(f"{env_var_for(('gcp', 'bucket'))}: must be a gs:// URL, got {self.gcp.bucket!r}")
+        return problems
 
     @property
     def llm_cache_path(self) -> Path:
@@ -122,7 +156,10 @@ def env_var_for(loc: tuple[int | str, ...]) -> str:
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; fail with a message naming each bad variable."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as err:
         problems = "; ".join(f"{env_var_for(e['loc'])}: {e['msg']}" for e in err.errors())
         raise SettingsError(f"invalid Setlist settings: {problems}") from None
+    if problems := settings.profile_problems():
+        raise SettingsError(f"invalid Setlist settings for profile {settings.profile}: {'; '.join(problems)}")
+    return settings

@@ -37,7 +37,9 @@ def turn(intent: str, **slots: object) -> TurnLabels:
 
 
 def test_slots_are_checked_against_the_taxonomy(taxonomy) -> None:
-    ok = Slots.model_validate({"genre": ["genre/techno"], "excluded": ["instrument/voice"]}, context={"taxonomy": taxonomy})
+    ok = Slots.model_validate(
+        {"genre": ["genre/techno"], "excluded": ["instrument/voice"]}, context={"taxonomy": taxonomy}
+    )
     assert ok.all_nodes() == ["genre/techno", "instrument/voice"]
     with pytest.raises(ValidationError, match="unknown taxonomy node"):
         Slots.model_validate({"genre": ["genre/nope"]}, context={"taxonomy": taxonomy})
@@ -90,7 +92,9 @@ def test_references_resolve_against_the_shown_tracks() -> None:
     less = apply_turn(more, turn("less_like", track_refs=[TrackRef(index=-1)]), shown=shown)
     assert less.exclude_track_ids == ["t3"] and less.seed_track_ids == ["t2"]
     # "that one" is only unambiguous when one track was shown; without results nothing resolves.
-    assert apply_turn(start, turn("more_like", track_refs=[TrackRef(index=None)]), shown=["solo"]).seed_track_ids == ["solo"]
+    assert apply_turn(
+        start, turn("more_like", track_refs=[TrackRef(index=None)]), shown=["solo"]
+    ).seed_track_ids == ["solo"]
     assert apply_turn(start, turn("more_like", track_refs=[TrackRef(index=0)])).seed_track_ids == []
 
 
@@ -99,7 +103,9 @@ def test_satisfying_tracks_follow_the_taxonomy(taxonomy, catalog) -> None:
     punk = satisfying_tracks(Constraint(required={"genre": ["genre/punkrock"]}), catalog, taxonomy)
     assert 0 < len(punk) < len(rock) and set(punk) <= set(rock)  # a child's tracks satisfy its parent
 
-    no_voice = Constraint(required={"genre": ["genre/rock"]}, excluded=["instrument/voice"], max_duration_s=180)
+    no_voice = Constraint(
+        required={"genre": ["genre/rock"]}, excluded=["instrument/voice"], max_duration_s=180
+    )
     kept = catalog.filter(pl.col("track_id").is_in(satisfying_tracks(no_voice, catalog, taxonomy).implode()))
     assert kept.height > 0
     assert not kept["instruments"].list.contains("voice").any()
@@ -110,5 +116,7 @@ def test_satisfying_tracks_follow_the_taxonomy(taxonomy, catalog) -> None:
     calm = satisfying_tracks(Constraint(required={"mood": ["mood/calm"]}), catalog, taxonomy)
     assert set(calm) <= set(study)
 
-    excluded_seed = Constraint(required={"genre": ["genre/rock"]}, seed_track_ids=[rock[0]], exclude_track_ids=[rock[1]])
+    excluded_seed = Constraint(
+        required={"genre": ["genre/rock"]}, seed_track_ids=[rock[0]], exclude_track_ids=[rock[1]]
+    )
     assert len(satisfying_tracks(excluded_seed, catalog, taxonomy)) == len(rock) - 2

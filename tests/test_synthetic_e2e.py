@@ -16,9 +16,7 @@ def test_grammar_partition_materializes_with_checks_passing(settings: Settings) 
     instance = dg.DagsterInstance.ephemeral()
     key = assets.synthetic.partition_key("grammar", VERSION)
     instance.add_dynamic_partitions(assets.synthetic.SYNTHETIC_PARTITIONS.name, [key])
-    dg.materialize(
-        dg.load_assets_from_modules(modules[:2]), instance=instance, resources=resources
-    )
+    dg.materialize(dg.load_assets_from_modules(modules[:2]), instance=instance, resources=resources)
 
     result = dg.materialize(
         [

@@ -8,7 +8,15 @@ import polars as pl
 import pytest
 
 from models.catalog.sources import CatalogSourceSpec, read_catalog
-from models.labels import Conversation, Intent, Slots, TurnLabels, conversations_from_frame, conversations_to_frame, satisfying_tracks
+from models.labels import (
+    Conversation,
+    Intent,
+    Slots,
+    TurnLabels,
+    conversations_from_frame,
+    conversations_to_frame,
+    satisfying_tracks,
+)
 from models.synthetic.grammar import GrammarGenerator
 from models.synthetic.postprocess import NearDuplicateIndex, PostprocessConfig, postprocess
 from models.taxonomy import Taxonomy, load_curated
@@ -42,7 +50,9 @@ def test_labels_are_valid_and_recommendations_computable(generated, taxonomy, ca
     non_empty = sum(len(satisfying_tracks(t.constraint, catalog, taxonomy)) > 0 for t in recommends)
     assert non_empty / len(recommends) >= 0.95
     used = {n for t in turns for n in t.labels.slots.all_nodes()}
-    assert len(used) / len(taxonomy.nodes) > 0.6  # round-robin over nodes: 300 conversations already spread wide
+    assert (
+        len(used) / len(taxonomy.nodes) > 0.6
+    )  # round-robin over nodes: 300 conversations already spread wide
 
 
 def test_negation_and_adversarial_turns_are_there(generated) -> None:
@@ -73,10 +83,14 @@ def test_grammar_text_passes_its_own_filters(generated, taxonomy) -> None:
     assert len(result.kept) + len(result.rejected) == N
 
 
-def _conversation(cid: str, *texts: str, intent: Intent = Intent.CHITCHAT, slots: Slots = Slots()) -> Conversation:
+def _conversation(
+    cid: str, *texts: str, intent: Intent = Intent.CHITCHAT, slots: Slots = Slots()
+) -> Conversation:
     from models.labels import Constraint, Turn
 
-    turns = [Turn(text=t, labels=TurnLabels(intent=intent, slots=slots), constraint=Constraint()) for t in texts]
+    turns = [
+        Turn(text=t, labels=TurnLabels(intent=intent, slots=slots), constraint=Constraint()) for t in texts
+    ]
     return Conversation(conversation_id=cid, turns=turns, generator="test", version="v0", seed=0)
 
 
@@ -85,10 +99,21 @@ def test_near_duplicates_and_leakage_are_rejected_with_reasons(taxonomy) -> None
     base = "could you play some mellow jazz with piano for a rainy evening"
     conversations = [
         _conversation("a", base, intent=Intent.RECOMMEND, slots=jazz),
-        _conversation("b", base.upper() + "!!", intent=Intent.RECOMMEND, slots=jazz),  # exact after normalization
-        _conversation("c", base.replace("could you", "can you") + " 🎶", intent=Intent.RECOMMEND, slots=jazz),  # near
-        _conversation("d", "play jazz with piano, something completely different for my morning run", intent=Intent.RECOMMEND, slots=jazz),
-        _conversation("e", "please play jazz with piano for a sunday brunch", intent=Intent.RECOMMEND, slots=jazz),  # leak
+        _conversation(
+            "b", base.upper() + "!!", intent=Intent.RECOMMEND, slots=jazz
+        ),  # exact after normalization
+        _conversation(
+            "c", base.replace("could you", "can you") + " 🎶", intent=Intent.RECOMMEND, slots=jazz
+        ),  # near
+        _conversation(
+            "d",
+            "play jazz with piano, something completely different for my morning run",
+            intent=Intent.RECOMMEND,
+            slots=jazz,
+        ),
+        _conversation(
+            "e", "please play jazz with piano for a sunday brunch", intent=Intent.RECOMMEND, slots=jazz
+        ),  # leak
         _conversation("f", "play some techno", intent=Intent.RECOMMEND, slots=jazz),  # labels not in the text
         _conversation("g", "quiero escuchar música tranquila para dormir esta noche con mi perro en la casa"),
     ]
@@ -118,7 +143,9 @@ def test_near_duplicate_index_confirms_lsh_candidates() -> None:
 def test_rejects_table_keeps_every_turn_and_reason(taxonomy) -> None:
     from models.synthetic.rejects import REJECT_SCHEMA, rejects_to_frame
 
-    result = postprocess([_conversation("a", "hi there", "thanks"), _conversation("b", "hi there", "thanks")], taxonomy)
+    result = postprocess(
+        [_conversation("a", "hi there", "thanks"), _conversation("b", "hi there", "thanks")], taxonomy
+    )
     frame = rejects_to_frame(result.rejected)
     assert frame.schema == REJECT_SCHEMA and frame.height == 2
     assert frame["reason"].to_list() == ["exact_duplicate"] * 2

@@ -51,13 +51,21 @@ def _writer(taxonomy: Taxonomy, catalog: pl.DataFrame, flip_intent: bool = False
         turns = []
         for labels in _requested(body):
             intent = "chitchat" if flip_intent else labels.intent.value
-            turns.append({"text": grammar.realize(labels, rng), "intent": intent, "slots": labels.slots.model_dump(mode="json")})
+            turns.append(
+                {
+                    "text": grammar.realize(labels, rng),
+                    "intent": intent,
+                    "slots": labels.slots.model_dump(mode="json"),
+                }
+            )
         return {"turns": turns}
 
     return respond
 
 
-def test_well_formed_answers_become_labelled_conversations(start_server, make_gateway, taxonomy, catalog) -> None:
+def test_well_formed_answers_become_labelled_conversations(
+    start_server, make_gateway, taxonomy, catalog
+) -> None:
     server = start_server(responder=_writer(taxonomy, catalog))
     generator = LLMGenerator(taxonomy, catalog, make_gateway(server))
 
@@ -83,7 +91,9 @@ def test_malformed_json_is_retried(start_server, make_gateway, taxonomy, catalog
 
 def test_off_schema_answers_are_rejected_after_retries(start_server, make_gateway, taxonomy, catalog) -> None:
     server = start_server(responder=lambda _body: {"turns": [{"text": "hi"}]})
-    generation = LLMGenerator(taxonomy, catalog, make_gateway(server, max_validation_retries=1)).generate(N, seed=3)
+    generation = LLMGenerator(taxonomy, catalog, make_gateway(server, max_validation_retries=1)).generate(
+        N, seed=3
+    )
 
     assert not generation.conversations and len(generation.rejected) == N
     assert {r.reason for r in generation.rejected} == {"invalid_output"}

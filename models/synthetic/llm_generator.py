@@ -49,6 +49,12 @@ class SyntheticConversation(BaseModel):
     turns: list[SyntheticTurn]
 
 
+def generator_version(prompt: PromptSpec | None = None) -> str:
+    """The prompt's content hash, with the personas (which live here, not in the prompt file)."""
+    payload = json.dumps([(prompt or load_prompt(PROMPT_NAME)).content_hash, PERSONAS]).encode()
+    return hashlib.sha256(payload).hexdigest()[:12]
+
+
 class LLMGenerator:
     """Label-conditioned conversations written by an LLM through the project gateway."""
 
@@ -65,15 +71,15 @@ class LLMGenerator:
 
     @property
     def version(self) -> str:
-        """The prompt's content hash, with the personas (which live here, not in the prompt file)."""
-        payload = json.dumps([self.prompt.content_hash, PERSONAS]).encode()
-        return hashlib.sha256(payload).hexdigest()[:12]
+        return generator_version(self.prompt)
 
     def generate(self, n_conversations: int, seed: int) -> Generation:
         rng = random.Random(seed)
         plans = self.sampler.plans(n_conversations, rng)
         ids = [f"{self.name}-{self.version}-s{seed}-{i:06d}" for i in range(n_conversations)]
-        requests = [self._request(cid, plan, rng.choice(PERSONAS)) for cid, plan in zip(ids, plans, strict=True)]
+        requests = [
+            self._request(cid, plan, rng.choice(PERSONAS)) for cid, plan in zip(ids, plans, strict=True)
+        ]
         batch = self.gateway.map(requests)
         kept, rejected = [], []
         for cid, plan, result in zip(ids, plans, batch, strict=True):
@@ -86,8 +92,12 @@ class LLMGenerator:
 
     def _request(self, conversation_id: str, plan: list[TurnLabels], persona: str) -> LLMRequest:
         nodes = sorted({n for labels in plan for n in labels.slots.all_nodes()})
-        glossary = "\n".join(f"- {n}: {', '.join(self._phrases.get(n, ()))}" for n in nodes) or "(no slot values)"
-        labels = json.dumps([labels.model_dump(mode="json", exclude_defaults=True) for labels in plan], indent=1)
+        glossary = (
+            "\n".join(f"- {n}: {', '.join(self._phrases.get(n, ()))}" for n in nodes) or "(no slot values)"
+        )
+        labels = json.dumps(
+            [labels.model_dump(mode="json", exclude_defaults=True) for labels in plan], indent=1
+        )
         return LLMRequest(
             messages=self.prompt.render(persona=persona, glossary=glossary, labels=labels),
             output_schema=self.prompt.schema(),

@@ -23,13 +23,78 @@ from models.taxonomy import Taxonomy, normalize_phrase
 # Intents that talk about what was shown, so cannot open a conversation.
 NEEDS_CONTEXT = frozenset({Intent.REFINE, Intent.MORE_LIKE, Intent.LESS_LIKE, Intent.ASK_ABOUT_TRACK})
 ENGLISH_STOPWORDS = frozenset(
-    ("a", "an", "and", "any", "are", "as", "at", "be", "but", "by", "can", "could", "do", "for", "from", "get",
-     "give", "i", "i'd", "i'm", "in", "is", "it", "it's", "like", "me", "more", "my", "no", "not", "of", "on",
-     "one", "or", "play", "please", "some", "something", "that", "the", "this", "to", "up", "want", "what",
-     "with", "without", "you", "hi", "hey", "pls", "thanks", "thx", "u")
+    (
+        "a",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "can",
+        "could",
+        "do",
+        "for",
+        "from",
+        "get",
+        "give",
+        "i",
+        "i'd",
+        "i'm",
+        "in",
+        "is",
+        "it",
+        "it's",
+        "like",
+        "me",
+        "more",
+        "my",
+        "no",
+        "not",
+        "of",
+        "on",
+        "one",
+        "or",
+        "play",
+        "please",
+        "some",
+        "something",
+        "that",
+        "the",
+        "this",
+        "to",
+        "up",
+        "want",
+        "what",
+        "with",
+        "without",
+        "you",
+        "hi",
+        "hey",
+        "pls",
+        "thanks",
+        "thx",
+        "u",
+    )
 )
 STOPWORD_MIN_WORDS = 12
-NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "fifteen", "twenty")
+NUMBER_WORDS = (
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "fifteen",
+    "twenty",
+)
 
 
 @dataclass(frozen=True)
@@ -121,7 +186,9 @@ class LabelConsistency:
         intent, slots = turn.labels.intent, turn.labels.slots
         if index == 0 and intent in NEEDS_CONTEXT:
             return f"{intent.value} cannot open a conversation"
-        if intent in NON_RETRIEVAL_INTENTS - {Intent.ASK_ABOUT_TRACK} and (slots.all_nodes() or slots.duration):
+        if intent in NON_RETRIEVAL_INTENTS - {Intent.ASK_ABOUT_TRACK} and (
+            slots.all_nodes() or slots.duration
+        ):
             return f"{intent.value} carries catalog slots"
         if intent is Intent.ASK_ABOUT_TRACK and not slots.track_refs:
             return "ask_about_track without a track reference"
@@ -228,7 +295,11 @@ def _first_problem(
         return "consistency", "label_mismatch", detail
     for index, turn in enumerate(conversation.turns):
         if hit := golden.match(turn.text):
-            return "leakage", "eval_leakage", f"turn {index} {turn.text!r} matches {hit.key} (ratio {hit.ratio:.0f})"
+            return (
+                "leakage",
+                "eval_leakage",
+                f"turn {index} {turn.text!r} matches {hit.key} (ratio {hit.ratio:.0f})",
+            )
     if hit := seen.match(full_text):
         reason = "exact_duplicate" if hit.exact else "near_duplicate"
         return "dedup", reason, f"duplicate of {hit.key} (ratio {hit.ratio:.0f})"

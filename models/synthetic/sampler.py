@@ -40,8 +40,18 @@ OPENING_WEIGHTS = {
 }
 NEGATABLE_FACETS = ("instrument", "genre", "mood")
 FICTIONAL_ARTISTS = (
-    "Nova Lane", "The Paper Kites Club", "Mirela Sand", "Lowtide Collective", "Juno Marr", "Kofi Asante Trio",
-    "Static Orchard", "Elsa Brandt", "Midnight Ferry", "DJ Kettle", "Ana Vidal", "Quiet Harbour",
+    "Nova Lane",
+    "The Paper Kites Club",
+    "Mirela Sand",
+    "Lowtide Collective",
+    "Juno Marr",
+    "Kofi Asante Trio",
+    "Static Orchard",
+    "Elsa Brandt",
+    "Midnight Ferry",
+    "DJ Kettle",
+    "Ana Vidal",
+    "Quiet Harbour",
 )  # the sample catalog has artist ids only; mentions are labelled but not turned into constraints
 
 
@@ -92,12 +102,18 @@ class LabelSampler:
         for index in range(n_turns):
             weights = OPENING_WEIGHTS if index == 0 or topic is None else FOLLOW_UP_WEIGHTS
             intent = rng.choices(list(weights), weights=list(weights.values()))[0]
-            if intent in (Intent.RECOMMEND, Intent.CREATE_PLAYLIST) and (topic is None or intent is Intent.RECOMMEND):
+            if intent in (Intent.RECOMMEND, Intent.CREATE_PLAYLIST) and (
+                topic is None or intent is Intent.RECOMMEND
+            ):
                 topic = self._new_topic(rng, order)
                 slots = self._opening_slots(rng, topic)
             else:
                 slots = self._follow_up_slots(rng, intent, topic) if topic else Slots()
-            if topic is not None and intent not in (Intent.CHITCHAT, Intent.OUT_OF_SCOPE, Intent.NEEDS_CLARIFICATION):
+            if topic is not None and intent not in (
+                Intent.CHITCHAT,
+                Intent.OUT_OF_SCOPE,
+                Intent.NEEDS_CLARIFICATION,
+            ):
                 topic.shown = True
             turns.append(TurnLabels(intent=intent, slots=slots))
         return turns
@@ -140,7 +156,9 @@ class LabelSampler:
             node = self._anchor_node(rng, topic) if rng.random() < 0.3 else None
             if node:
                 topic.required[node.split("/", 1)[0]] = [node]
-            return Slots(track_refs=refs or [TrackRef(index=None)], **({node.split("/", 1)[0]: [node]} if node else {}))
+            return Slots(
+                track_refs=refs or [TrackRef(index=None)], **({node.split("/", 1)[0]: [node]} if node else {})
+            )
         if intent is Intent.LESS_LIKE:
             if refs and rng.random() < 0.35:
                 return Slots(track_refs=refs)
@@ -158,7 +176,10 @@ class LabelSampler:
             n
             for n in sorted(self.track_nodes[topic.anchor])
             if n not in asked
-            and (n.split("/", 1)[0] not in topic.required or self._narrows(n, topic.required[n.split("/", 1)[0]]))
+            and (
+                n.split("/", 1)[0] not in topic.required
+                or self._narrows(n, topic.required[n.split("/", 1)[0]])
+            )
         ]
         return rng.choice(candidates) if candidates else None
 

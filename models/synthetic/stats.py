@@ -28,5 +28,10 @@ def taxonomy_coverage(turns: pl.DataFrame, taxonomy: Taxonomy) -> float:
 
 def distinct_n(texts: list[str], n: int) -> float:
     """Distinct n-grams / all n-grams over the normalized texts (Li et al., 2016): 1.0 is no repetition."""
-    grams = [tuple(words[i : i + n]) for text in texts for words in [normalize_text(text).split()] for i in range(len(words) - n + 1)]
+    grams = [
+        tuple(words[i : i + n])
+        for text in texts
+        for words in [normalize_text(text).split()]
+        for i in range(len(words) - n + 1)
+    ]
     return len(set(grams)) / len(grams) if grams else 0.0

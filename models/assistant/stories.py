@@ -1,0 +1,161 @@
+"""Why this track: a short story grounded only in the track's metadata and the listener's request.
+
+`TemplateStoryteller` is the offline baseline: it names the track's facets, those the listener asked
+for first, and the request they answer. `LLMStoryteller` writes with the versioned prompt
+track_story.yaml through the gateway; catalog and user text go into a delimited JSON data block,
+and the output guard replaces any answer that repeats the system prompt.
+"""
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.assistant.output_guard import OutputGuard
+from models.labels import Constraint
+from models.llm import LLMGateway, LLMRequest
+from models.prompts import PLACEHOLDER, load_prompt
+from models.taxonomy import Taxonomy
+
+STORY_PROMPT = "track_story"
+
+
+class Story(BaseModel):
+    """The LLM storyteller's structured answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    story: str = Field(description="one or two sentences, at most 45 words")
+    cited_facts: list[str] = Field(description="the metadata facts the story uses, e.g. 'mood: calm'")
+
+
+@dataclass(frozen=True)
+class StoryItem:
+    card: Mapping[str, Any]  # tools.track_card
+    request: str  # the listener's turn
+    constraint: Constraint
+
+
+@dataclass(frozen=True)
+class StoryResult:
+    text: str
+    cited_facts: list[str] = field(default_factory=list)
+    flagged: bool = False  # the guard replaced a leaking answer
+    failure: str | None = None  # the LLM call failed; the text is the template's
+    cost_usd: float = 0.0
+
+
+def describe_constraint(constraint: Constraint, taxonomy: Taxonomy) -> str:
+    """"calm, piano, no voice, under 4 min": the request in taxonomy words (never the raw user text)."""
+    parts = [_name(n, taxonomy) for nodes in constraint.required.values() for n in nodes]
+    parts += [f"no {_name(n, taxonomy)}" for n in constraint.excluded]
+    if constraint.max_duration_s is not None:
+        parts.append(f"under {round(constraint.max_duration_s / 60)} min")
+    if constraint.min_duration_s is not None:
+        parts.append(f"at least {round(constraint.min_duration_s / 60)} min")
+    return ", ".join(parts)
+
+
+def _name(node_id: str, taxonomy: Taxonomy) -> str:
+    node = taxonomy.nodes.get(node_id)
+    if node is None:
+        return node_id.split("/", 1)[-1]
+    # "deephouse" is an id spelling: say the alias a listener would ("deep house").
+    spaced = [a for a in node.aliases if a.replace(" ", "") == node.name]
+    return spaced[0] if spaced else node.name
+
+
+def card_facts(card: Mapping[str, Any]) -> list[str]:
+    facts = [f"{facet}: {value}" for facet in ("genres", "moods", "instruments") for value in card[facet]]
+    facts += [f"artist: {a}" for a in card["artists"]]
+    facts += [f"{key}: {card[key]}" for key in ("title", "album") if card[key]]
+    return facts
+
+
+class TemplateStoryteller:
+    version = "template-v1"
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        self.taxonomy = taxonomy
+
+    def tell_batch(self, items: Sequence[StoryItem]) -> list[StoryResult]:
+        return [self.tell(item) for item in items]
+
+    def tell(self, item: StoryItem) -> StoryResult:
+        card, wanted = item.card, self._wanted_values(item.constraint)
+        moods = _wanted_first(card["moods"], wanted)[:2]
+        genres = _wanted_first(card["genres"], wanted)[:1]
+        instruments = _wanted_first(card["instruments"], wanted)[:2]
+        core = " ".join([" and ".join(moods), *genres]).strip() or "a track"
+        text = core[0].upper() + core[1:]
+        if instruments:
+            text += f" with {' and '.join(instruments)}"
+        if card["artists"]:
+            text += f" by {card['artists'][0]}"
+        asked = describe_constraint(item.constraint, self.taxonomy)
+        text += f" — fits your request for {asked}." if asked else " — close to what you liked."
+        cited = [f"moods: {m}" for m in moods] + [f"genres: {g}" for g in genres]
+        cited += [f"instruments: {i}" for i in instruments] + [f"artist: {a}" for a in card["artists"][:1]]
+        return StoryResult(text=text, cited_facts=cited)
+
+    def _wanted_values(self, constraint: Constraint) -> set[str]:
+        tags = set().union(set(), *(self.taxonomy.catalog_tags(n) for ns in constraint.required.values() for n in ns))
+        return {tag.split("---", 1)[1] for tag in tags}
+
+
+def _wanted_first(values: Sequence[str], wanted: set[str]) -> list[str]:
+    return sorted(values, key=lambda v: v not in wanted)  # stable: catalog order within each group
+
+
+class LLMStoryteller:
+    def __init__(self, gateway: LLMGateway, taxonomy: Taxonomy, prompt_name: str = STORY_PROMPT) -> None:
+        self.gateway, self.prompt = gateway, load_prompt(prompt_name)
+        self.fallback = TemplateStoryteller(taxonomy)
+        self.taxonomy = taxonomy
+        self.guard = OutputGuard([PLACEHOLDER.sub(" ", m["content"]) for m in self.prompt.messages if m["role"] == "system"])
+
+    @property
+    def version(self) -> str:
+        return self.prompt.version
+
+    def tell_batch(self, items: Sequence[StoryItem]) -> list[StoryResult]:
+        if not items:
+            return []
+        batch = self.gateway.map(
+            LLMRequest(
+                messages=self.prompt.render(data=self._data(item)),
+                output_schema=Story,
+                params=self.prompt.model_parameters,
+                prompt_version=self.prompt.version,
+                id=str(item.card["track_id"]),
+            )
+            for item in items
+        )
+        results = []
+        for item, result in zip(items, batch, strict=True):
+            cost = 0.0 if result.cached else self.gateway.config.cost_usd(
+                self.gateway.config.model, result.prompt_tokens, result.completion_tokens
+            )
+            template = self.fallback.tell(item)
+            if not result.ok or not isinstance(result.output, Story):
+                results.append(StoryResult(template.text, template.cited_facts, failure=result.failure, cost_usd=cost))
+                continue
+            guarded = self.guard.check(result.output.story, template.text)
+            facts = template.cited_facts if guarded.flagged else result.output.cited_facts
+            results.append(StoryResult(guarded.text, facts, flagged=guarded.flagged, cost_usd=cost))
+        return results
+
+    def _data(self, item: StoryItem) -> str:
+        """Everything from the catalog and the listener, as one JSON document the prompt marks as data."""
+        track = {k: item.card[k] for k in ("title", "artists", "album", "duration_s", "genres", "moods", "instruments")}
+        return json.dumps(
+            {
+                "request": item.request,
+                "requested": describe_constraint(item.constraint, self.taxonomy),
+                "track": track,
+                "facts": card_facts(item.card),
+            },
+            ensure_ascii=False,
+        )

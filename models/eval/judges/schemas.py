@@ -1,0 +1,27 @@
+"""Structured outputs of the LLM judges (prompt files name them as output_schema).
+
+`reason` comes first so the model writes its reasoning before committing to a verdict.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RelevanceJudgement(_Answer):
+    reason: str
+    relevant: bool
+
+
+class ResponseJudgement(_Answer):
+    reason: str
+    rating: Literal[1, 2, 3, 4, 5]
+
+
+class PairwiseJudgement(_Answer):
+    reason: str
+    winner: Literal["first", "second", "tie"]
