@@ -231,6 +231,58 @@ def ui(
         console.print("stopped")
 
 
+@app.command()
+def chat(
+    candidate: str | None = typer.Option(None, help="A candidate key, e.g. intent-v3.hybrid.template (default: the champion)."),
+    json_lines: bool = typer.Option(False, "--json", help="Read turns from stdin, write one JSON object per turn."),
+    debug: bool = typer.Option(False, help="Print the dialogue state after each turn."),
+) -> None:
+    """Talk to the assistant in the terminal: tracks with their facets and why each fits."""
+    import json
+
+    from models.assistant.assistant import Session
+    from orchestration.assistant_loader import ChatSetupError, load_chat_assistant
+
+    settings = _settings()
+    errors = Console(stderr=True)
+    try:
+        loaded = load_chat_assistant(settings, candidate)
+    except ChatSetupError as err:
+        errors.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+    errors.print(f"[dim]{loaded.description}[/dim]", soft_wrap=True)
+    session = Session()
+    if json_lines:
+        for line in sys.stdin:
+            if line.strip():
+                result = loaded.assistant.respond(session, line.strip())
+                print(json.dumps(result.model_dump(mode="json"), ensure_ascii=False), flush=True)
+        return
+    console.print("Ask for music; an empty line or Ctrl-D ends the chat.")
+    while True:
+        try:
+            text = console.input("[bold]you>[/bold] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not text:
+            break
+        result = loaded.assistant.respond(session, text)
+        console.print(f"[bold]setlist>[/bold] {result.response}")
+        if result.tracks:
+            table = Table(show_header=True)
+            for column in ("#", "track", "facets", "why it fits"):
+                table.add_column(column)
+            stories = result.stories + [""] * (len(result.tracks) - len(result.stories))  # top tracks only
+            for i, (track, story) in enumerate(zip(result.tracks, stories, strict=True), start=1):
+                name = track["title"] or track["track_id"]
+                by = f" — {', '.join(track['artists'])}" if track["artists"] else ""
+                facets = ", ".join([*track["genres"], *track["moods"], *track["instruments"]])
+                table.add_row(str(i), f"{name}{by}", facets, story)
+            console.print(table)
+        if debug:
+            console.print_json(json.dumps(result.state))
+
+
 def _stop(process: subprocess.Popen, sig: signal.Signals, grace: float = 30) -> None:
     if process.poll() is not None:
         return

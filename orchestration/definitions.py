@@ -2,10 +2,13 @@
 
 import dagster as dg
 
+import assets.assistant
 import assets.catalog
 import assets.golden
+import assets.judges
 import assets.synthetic
 import assets.taxonomy
+from assets.intent import build_intent_assets
 from assets.prompts import build_prompt_versions
 from orchestration import automation, stages
 from orchestration.io_manager import ParquetIOManager
@@ -13,7 +16,7 @@ from orchestration.llm_resource import LLMGatewayResource
 from orchestration.resources import CatalogSource, MLflowTracking, PlatformConfig
 from orchestration.settings import Settings, load_settings
 
-ASSET_MODULES = [assets.catalog, assets.taxonomy, assets.golden, assets.synthetic]
+ASSET_MODULES = [assets.catalog, assets.taxonomy, assets.golden, assets.synthetic, assets.judges, assets.assistant]
 
 
 def table_io_manager(settings: Settings) -> dg.ConfigurableIOManagerFactory:
@@ -55,14 +58,17 @@ def build_resources(settings: Settings) -> dict[str, object]:
 def build_definitions(
     settings: Settings, loggers: dict[str, dg.LoggerDefinition] | None = None
 ) -> dg.Definitions:
+    # Built from settings (the training partition), like the prompt versions.
+    intent_assets, intent_checks = build_intent_assets(settings.intent_training_partition)
     all_assets = automation.with_automation(
-        [*dg.load_assets_from_modules(ASSET_MODULES), build_prompt_versions(settings.prompts_dir)], settings
+        [*dg.load_assets_from_modules(ASSET_MODULES), build_prompt_versions(settings.prompts_dir), *intent_assets],
+        settings,
     )
     catalog_jobs, catalog_schedules = automation.catalog_jobs_and_schedules(settings)
     golden_jobs, golden_sensors = automation.golden_refresh_job_and_sensor(settings)
     return dg.Definitions(
         assets=all_assets,
-        asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
+        asset_checks=[*dg.load_asset_checks_from_modules(ASSET_MODULES), *intent_checks],
         resources=build_resources(settings),
         jobs=[*stages.stage_jobs(all_assets), *catalog_jobs, *golden_jobs],
         schedules=catalog_schedules,

@@ -14,6 +14,8 @@ class PlatformConfig(dg.ConfigurableResource):
     taxonomy_file: str
     golden_cpcd_path: str = ""  # a local path or URL; see Settings.golden_cpcd_path
     synthetic_conversations: int = 2000
+    # Below "moderate" agreement (Landis & Koch: kappa 0.41) a judge's scores say more about the judge.
+    judge_kappa_floor: float = 0.4
 
 
 class CatalogSource(dg.ConfigurableResource):

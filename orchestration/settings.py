@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     profile: Literal["local", "gcp"] = "local"
     seed: int = 7
     synthetic_conversations: int = Field(default=2000, ge=1)
+    # The synthetic_generator partition the intent model trains on; None is the grammar's current one.
+    intent_training_partition: str | None = None
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     # The endpoint, model and limits; the API key is read from SETLIST_LLM_API_KEY only, never a setting.

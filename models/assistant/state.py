@@ -44,10 +44,14 @@ class DialogueState(BaseModel):
                 ids.append(self.shown[index])
         return ids
 
-    def advance(self, text: str, labels: TurnLabels, artist_of: Callable[[str], str | None]) -> "DialogueState":
+    def advance(
+        self, text: str, labels: TurnLabels, artist_of: Callable[[str], str | None]
+    ) -> "DialogueState":
         """The state after the listener's turn (before the assistant answers it)."""
         resolved = labels.model_copy(
-            update={"slots": labels.slots.model_copy(update={"track_refs": self.resolve(labels.slots.track_refs)})}
+            update={
+                "slots": labels.slots.model_copy(update={"track_refs": self.resolve(labels.slots.track_refs)})
+            }
         )
         constraint = apply_turn(self.constraint, resolved, self.shown)
         intent, slots = labels.intent, labels.slots
@@ -86,7 +90,12 @@ class DialogueState(BaseModel):
 
     def query(self, taxonomy: Taxonomy) -> str:
         """Free text of the topic plus the names of required nodes (which may come from earlier turns)."""
-        names = [taxonomy.nodes[n].name for nodes in self.constraint.required.values() for n in nodes if n in taxonomy.nodes]
+        names = [
+            taxonomy.nodes[n].name
+            for nodes in self.constraint.required.values()
+            for n in nodes
+            if n in taxonomy.nodes
+        ]
         return " ".join([*self.topic, *names])
 
     def dump(self) -> dict:

@@ -48,7 +48,7 @@ class StoryResult:
 
 
 def describe_constraint(constraint: Constraint, taxonomy: Taxonomy) -> str:
-    """"calm, piano, no voice, under 4 min": the request in taxonomy words (never the raw user text)."""
+    """ "calm, piano, no voice, under 4 min": the request in taxonomy words (never the raw user text)."""
     parts = [_name(n, taxonomy) for nodes in constraint.required.values() for n in nodes]
     parts += [f"no {_name(n, taxonomy)}" for n in constraint.excluded]
     if constraint.max_duration_s is not None:
@@ -101,7 +101,9 @@ class TemplateStoryteller:
         return StoryResult(text=text, cited_facts=cited)
 
     def _wanted_values(self, constraint: Constraint) -> set[str]:
-        tags = set().union(set(), *(self.taxonomy.catalog_tags(n) for ns in constraint.required.values() for n in ns))
+        tags = set().union(
+            set(), *(self.taxonomy.catalog_tags(n) for ns in constraint.required.values() for n in ns)
+        )
         return {tag.split("---", 1)[1] for tag in tags}
 
 
@@ -114,7 +116,9 @@ class LLMStoryteller:
         self.gateway, self.prompt = gateway, load_prompt(prompt_name)
         self.fallback = TemplateStoryteller(taxonomy)
         self.taxonomy = taxonomy
-        self.guard = OutputGuard([PLACEHOLDER.sub(" ", m["content"]) for m in self.prompt.messages if m["role"] == "system"])
+        self.guard = OutputGuard(
+            [PLACEHOLDER.sub(" ", m["content"]) for m in self.prompt.messages if m["role"] == "system"]
+        )
 
     @property
     def version(self) -> str:
@@ -135,12 +139,18 @@ class LLMStoryteller:
         )
         results = []
         for item, result in zip(items, batch, strict=True):
-            cost = 0.0 if result.cached else self.gateway.config.cost_usd(
-                self.gateway.config.model, result.prompt_tokens, result.completion_tokens
+            cost = (
+                0.0
+                if result.cached
+                else self.gateway.config.cost_usd(
+                    self.gateway.config.model, result.prompt_tokens, result.completion_tokens
+                )
             )
             template = self.fallback.tell(item)
             if not result.ok or not isinstance(result.output, Story):
-                results.append(StoryResult(template.text, template.cited_facts, failure=result.failure, cost_usd=cost))
+                results.append(
+                    StoryResult(template.text, template.cited_facts, failure=result.failure, cost_usd=cost)
+                )
                 continue
             guarded = self.guard.check(result.output.story, template.text)
             facts = template.cited_facts if guarded.flagged else result.output.cited_facts
@@ -149,7 +159,10 @@ class LLMStoryteller:
 
     def _data(self, item: StoryItem) -> str:
         """Everything from the catalog and the listener, as one JSON document the prompt marks as data."""
-        track = {k: item.card[k] for k in ("title", "artists", "album", "duration_s", "genres", "moods", "instruments")}
+        track = {
+            k: item.card[k]
+            for k in ("title", "artists", "album", "duration_s", "genres", "moods", "instruments")
+        }
         return json.dumps(
             {
                 "request": item.request,

@@ -41,7 +41,9 @@ class TrackFilters(_Args):
         for node in self.require:
             facet = node.split("/", 1)[0]
             if facet not in FACETS:
-                raise ValueError(f"{node!r} is not a taxonomy node id ('<facet>/<name>', facet one of {FACETS})")
+                raise ValueError(
+                    f"{node!r} is not a taxonomy node id ('<facet>/<name>', facet one of {FACETS})"
+                )
             required.setdefault(facet, []).append(node)
         return Constraint(
             required=required,
@@ -139,11 +141,16 @@ class ConstraintMatcher:
     """
 
     def __init__(
-        self, index: CatalogIndex, taxonomy: Taxonomy, constraint: Constraint, excluded_artist_ids: Sequence[str] = ()
+        self,
+        index: CatalogIndex,
+        taxonomy: Taxonomy,
+        constraint: Constraint,
+        excluded_artist_ids: Sequence[str] = (),
     ) -> None:
         self.index, self.taxonomy, self.constraint = index, taxonomy, constraint
         self.required_tags = {
-            facet: set().union(*(taxonomy.catalog_tags(n) for n in nodes)) for facet, nodes in constraint.required.items()
+            facet: set().union(*(taxonomy.catalog_tags(n) for n in nodes))
+            for facet, nodes in constraint.required.items()
         }
         excluded_tags = set().union(set(), *(taxonomy.catalog_tags(n) for n in constraint.excluded))
         self.exclusions = Filters(
@@ -176,7 +183,12 @@ class ConstraintMatcher:
 
     def matched_nodes(self, card: Mapping[str, Any]) -> list[str]:
         tags = card_tags(card)
-        return [n for nodes in self.constraint.required.values() for n in nodes if self.taxonomy.catalog_tags(n) & tags]
+        return [
+            n
+            for nodes in self.constraint.required.values()
+            for n in nodes
+            if self.taxonomy.catalog_tags(n) & tags
+        ]
 
     def _exact_mask(self) -> np.ndarray:
         everything = np.ones(len(self.index), dtype=bool)
@@ -242,7 +254,9 @@ class Toolbox:
     def similar_tracks(self, args: SimilarTracks) -> dict[str, Any]:
         self._card(args.track_id)  # unknown ids fail here with a clear message
         matcher = self._matcher(TrackFilters())
-        hits = self.index.similar([args.track_id], k=self.index.config.candidates, filters=matcher.coarse_filters())
+        hits = self.index.similar(
+            [args.track_id], k=self.index.config.candidates, filters=matcher.coarse_filters()
+        )
         return self._tracks([h.track_id for h in hits if matcher.keeps(h.track_id)], matcher.count)
 
     def explain_track(self, args: ExplainTrack) -> dict[str, Any]:

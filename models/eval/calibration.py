@@ -25,15 +25,21 @@ from mlflow import MlflowClient
 from models.eval.judges import (
     Judge,
     Judgements,
+    LexicalRelevanceGrader,
+    LLMPairwiseJudge,
+    LLMRelevanceJudge,
+    LLMResponseJudge,
     PairItem,
     PairwiseJudgements,
     RelevanceItem,
     ResponseItem,
+    ResponseRulesGrader,
     acceptable_from_rating,
 )
 from models.eval.stats import Agreement, judge_agreement
 from models.golden.curated import RATING_SCALE, ShownTrack
-from models.llm import BatchStats
+from models.llm import BatchStats, LLMGateway
+from models.taxonomy import Taxonomy
 
 EXPERIMENT = "judge-calibration"
 DEFAULT_KAPPA_FLOOR = 0.4  # Landis & Koch: below 0.41 agreement is at best "fair"
@@ -366,3 +372,52 @@ def log_calibration(client: MlflowClient, experiment_id: str, calibration: Judge
         client.log_metric(run_id, key, value)
     client.set_terminated(run_id)
     return run_id
+
+
+# --- running every judge ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalibrationTasks:
+    relevance: CalibrationTask
+    responses: CalibrationTask
+    pairs: CalibrationTask
+
+
+def golden_tasks(
+    cpcd_turns: pl.DataFrame,
+    cpcd_corpus: pl.DataFrame,
+    ratings: pl.DataFrame,
+    curated_turns: pl.DataFrame,
+    max_cpcd_items: int = 600,
+    seed: int = 7,
+) -> CalibrationTasks:
+    return CalibrationTasks(
+        relevance=cpcd_relevance_task(cpcd_turns, cpcd_corpus, max_cpcd_items, seed),
+        responses=curated_response_task(ratings, curated_turns),
+        pairs=curated_pairs_task(ratings, curated_turns, seed),
+    )
+
+
+def calibrate_judges(
+    tasks: CalibrationTasks, taxonomy: Taxonomy, corpus: pl.DataFrame, gateway: LLMGateway | None = None
+) -> list[JudgeCalibration]:
+    """The code graders always; the LLM judges too when a gateway is online (one batch per judge)."""
+    texts = corpus.select(
+        pl.concat_str(
+            [pl.col("title"), pl.col("artists").list.join(" "), pl.col("album")],
+            separator=" ",
+            ignore_nulls=True,
+        )
+    ).to_series()
+    plan: list[tuple[Judge, CalibrationTask]] = [
+        (LexicalRelevanceGrader.fit(texts), tasks.relevance),
+        (ResponseRulesGrader(taxonomy), tasks.responses),
+    ]
+    if gateway is not None and gateway.available:
+        plan += [
+            (LLMRelevanceJudge(gateway), tasks.relevance),
+            (LLMResponseJudge(gateway), tasks.responses),
+            (LLMPairwiseJudge(gateway), tasks.pairs),
+        ]
+    return [calibrate(judge, task) for judge, task in plan]

@@ -36,10 +36,26 @@ class IntentHyperparameters(BaseModel):
 def build_pipeline(hp: IntentHyperparameters, seed: int) -> Pipeline:
     features = FeatureUnion(
         [
-            ("word", TfidfVectorizer(analyzer="word", ngram_range=hp.word_ngrams, min_df=hp.min_df,
-                                     sublinear_tf=hp.sublinear_tf, token_pattern=r"(?u)\b\w+\b")),
-            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=hp.char_ngrams, min_df=hp.min_df,
-                                     sublinear_tf=hp.sublinear_tf, lowercase=True)),
+            (
+                "word",
+                TfidfVectorizer(
+                    analyzer="word",
+                    ngram_range=hp.word_ngrams,
+                    min_df=hp.min_df,
+                    sublinear_tf=hp.sublinear_tf,
+                    token_pattern=r"(?u)\b\w+\b",
+                ),
+            ),
+            (
+                "char",
+                TfidfVectorizer(
+                    analyzer="char_wb",
+                    ngram_range=hp.char_ngrams,
+                    min_df=hp.min_df,
+                    sublinear_tf=hp.sublinear_tf,
+                    lowercase=True,
+                ),
+            ),
         ]
     )
     svm = LinearSVC(C=hp.c, class_weight=hp.class_weight, random_state=seed)

@@ -15,7 +15,9 @@ from models.intent.slots import Gazetteer
 
 PIPELINE_ARTIFACT = "pipeline"
 GAZETTEER_ARTIFACT = "gazetteer"
-INPUT_EXAMPLE = pd.DataFrame({"text": ["some mellow jazz with piano but no vocals", "more like the second one"]})
+INPUT_EXAMPLE = pd.DataFrame(
+    {"text": ["some mellow jazz with piano but no vocals", "more like the second one"]}
+)
 
 
 class IntentPyfunc(mlflow.pyfunc.PythonModel):

@@ -17,24 +17,58 @@ from models.labels import NON_RETRIEVAL_INTENTS, DurationRange, Intent, Slots, T
 from models.taxonomy import FACETS, Taxonomy
 
 NUMBER_WORDS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-    "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "fifteen": 15,
+    "twenty": 20,
 }
 ORDINAL_WORDS = {
-    "first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3, "fifth": 4,
-    "5th": 4, "last": -1, "final": -1,
+    "first": 0,
+    "1st": 0,
+    "second": 1,
+    "2nd": 1,
+    "third": 2,
+    "3rd": 2,
+    "fourth": 3,
+    "4th": 3,
+    "fifth": 4,
+    "5th": 4,
+    "last": -1,
+    "final": -1,
 }
 # Cues whose scope is the next taxonomy phrase. "less"/"fewer"/"tone down" soften rather than forbid, but
 # they land in the same place: `excluded`, or the facet itself under less_like (see `assemble_slots`).
 NEGATION_CUES = (
-    ("no",), ("not",), ("without",), ("nothing",), ("avoid",), ("skip",), ("less",), ("fewer",), ("minus",),
-    ("except",), ("tone", "down"), ("don't", "want"), ("dont", "want"), ("no", "more"),
+    ("no",),
+    ("not",),
+    ("without",),
+    ("nothing",),
+    ("avoid",),
+    ("skip",),
+    ("less",),
+    ("fewer",),
+    ("minus",),
+    ("except",),
+    ("tone", "down"),
+    ("don't", "want"),
+    ("dont", "want"),
+    ("no", "more"),
 )
 # Intents whose text may point at shown tracks ("more like the second one").
 REFERENCE_INTENTS = frozenset({Intent.MORE_LIKE, Intent.LESS_LIKE, Intent.ASK_ABOUT_TRACK})
 
 _NUMBER = rf"(\d+(?:\.\d+)?|{'|'.join(NUMBER_WORDS)})"
-_UNIT = r"(minutes?|mins?|m|seconds?|secs?|s)\b"
+_UNIT = r"(min\w*|m|sec\w*|s)\b"  # "min\w*" also takes typos: "minutse"
 _AT_MOST = r"under|below|less than|shorter than|no longer than|not longer than|not more than|at most|max(?:imum)?|up to|within"
 _AT_LEAST = r"over|above|more than|longer than|at least|min(?:imum)?"
 DURATION_BETWEEN = re.compile(rf"\bbetween\s+{_NUMBER}\s*(?:and|-|to)\s*{_NUMBER}\s*{_UNIT}")
@@ -54,20 +88,20 @@ TOKEN = re.compile(r"[a-z0-9&'#]+|[,.;!?]")
 
 @dataclass(frozen=True)
 class FuzzyConfig:
-    """When a token that matches no phrase exactly may still be a typo of one.
+    """When a token that matches no phrase word exactly may still be a typo of one (judged word by word).
 
     A single edit (insert, delete, substitute, swap: OSA distance 1) covers most real misspellings;
-    two edits are allowed only for phrases of 9+ characters, where two edits still leave most of the
-    word. Phrases under 5 characters never match fuzzily (stricter than a 4-character floor: one edit
+    two edits are allowed only for words of 9+ characters, where two edits still leave most of the
+    word. Words under 5 characters never match fuzzily (stricter than a 4-character floor: one edit
     turns "fast" into "last", "calm" into "call", "love" into "live"), the first letter must agree
     (typists rarely miss it; it also keeps "hello" from becoming "cello"), and a token that is itself a
     common word of listeners' requests (`known_words`) is never a typo.
     """
 
-    min_phrase_chars: int = 5
+    min_word_chars: int = 5
     max_edits: int = 1
-    long_phrase_chars: int = 9
-    long_phrase_max_edits: int = 2
+    long_word_chars: int = 9
+    long_word_max_edits: int = 2
 
 
 @dataclass(frozen=True)
@@ -94,10 +128,9 @@ class Gazetteer:
         self._index = {tuple(tokenize(p)): ids for p, ids in self.phrases.items() if tokenize(p)}
         self._artists = {tuple(tokenize(a)): a for a in self.artists if tokenize(a)}
         self._max_tokens = max((len(k) for k in [*self._index, *self._artists]), default=1)
-        self._fuzzy_choices = {
-            n: [" ".join(k) for k in self._index if len(k) == n and len(" ".join(k)) >= self.fuzzy.min_phrase_chars]
-            for n in range(1, self._max_tokens + 1)
-        }
+        self._fuzzy_choices: dict[int, list[tuple[str, ...]]] = {}
+        for phrase in self._index:
+            self._fuzzy_choices.setdefault(len(phrase), []).append(phrase)
         self._vocabulary = {t for k in self._index for t in k} | set(self.known_words)
         self._fuzzy_cache: dict[str, tuple[str, ...] | None] = {}
 
@@ -179,7 +212,9 @@ class Gazetteer:
         phrase = tuple(tokens[i : i + length])
         if i > 0 and tokens[i - 1] in VERB_AFTER.get(phrase, ()):
             return True
-        return tuple(tokens[i + length : i + length + 2]) == IDIOM_AFTER_MOOD and all(n.startswith("mood/") for n in ids)
+        return tuple(tokens[i + length : i + length + 2]) == IDIOM_AFTER_MOOD and all(
+            n.startswith("mood/") for n in ids
+        )
 
     def _match_artist(self, tokens: Sequence[str], i: int) -> tuple[str, int] | None:
         for n in range(min(self._max_tokens, len(tokens) - i), 0, -1):
@@ -191,30 +226,44 @@ class Gazetteer:
         """The longest phrase starting at token i, exact before fuzzy at each length ("deep hous" is deep house)."""
         for n in range(min(self._max_tokens, len(tokens) - i), 0, -1):
             window = tokens[i : i + n]
-            if (ids := self._index.get(tuple(window))) is not None or (ids := self._fuzzy_match(window)) is not None:
+            if (ids := self._index.get(tuple(window))) is not None or (
+                ids := self._fuzzy_match(window)
+            ) is not None:
                 return ids, n
         return None
 
     def _fuzzy_match(self, window: Sequence[str]) -> tuple[str, ...] | None:
+        key = " ".join(window)
+        if key not in self._fuzzy_cache:
+            self._fuzzy_cache[key] = self._closest(tuple(window))
+        return self._fuzzy_cache[key]
+
+    def _closest(self, window: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The phrase each of whose words the window's words equal or misspell (the fewest edits wins)."""
         if all(t in self._vocabulary for t in window):
             return None
-        query = " ".join(window)
-        if query not in self._fuzzy_cache:
-            self._fuzzy_cache[query] = self._closest(query, len(window))
-        return self._fuzzy_cache[query]
+        best: tuple[int, tuple[str, ...]] | None = None
+        for phrase in self._fuzzy_choices.get(len(window), ()):
+            edits = 0
+            for token, word in zip(window, phrase, strict=True):
+                if token != word:
+                    distance = self._typo_distance(token, word)
+                    if distance is None:
+                        break
+                    edits += distance
+            else:
+                if best is None or edits < best[0]:
+                    best = (edits, phrase)
+        return self._index[best[1]] if best else None
 
-    def _closest(self, query: str, n_tokens: int) -> tuple[str, ...] | None:
-        best: tuple[int, str] | None = None
-        for phrase in self._fuzzy_choices.get(n_tokens, ()):
-            if phrase[0] != query[0] or abs(len(phrase) - len(query)) > self.fuzzy.long_phrase_max_edits:
-                continue
-            allowed = (
-                self.fuzzy.long_phrase_max_edits if len(phrase) >= self.fuzzy.long_phrase_chars else self.fuzzy.max_edits
-            )
-            distance = OSA.distance(query, phrase, score_cutoff=allowed)
-            if distance <= allowed and (best is None or distance < best[0]):
-                best = (distance, phrase)
-        return self._index[tuple(best[1].split())] if best else None
+    def _typo_distance(self, token: str, word: str) -> int | None:
+        """Edits from a phrase word to a token, if the token may be its typo (see `FuzzyConfig`)."""
+        fuzzy = self.fuzzy
+        if len(word) < fuzzy.min_word_chars or token in self._vocabulary or token[0] != word[0]:
+            return None
+        allowed = fuzzy.long_word_max_edits if len(word) >= fuzzy.long_word_chars else fuzzy.max_edits
+        distance = OSA.distance(token, word, score_cutoff=allowed)
+        return distance if distance <= allowed else None
 
 
 def tokenize(text: str) -> list[str]:
@@ -254,19 +303,31 @@ def slot_pairs(slots: Slots) -> set[Slot]:
     pairs: set[Slot] = {(facet, node) for facet, nodes in slots.nodes().items() for node in nodes}
     pairs |= {("excluded", node) for node in slots.excluded}
     if slots.duration is not None:
-        pairs |= {(f"duration.{k}", f"{v:g}") for k, v in slots.duration.model_dump().items() if v is not None}
+        pairs |= {
+            (f"duration.{k}", f"{v:g}") for k, v in slots.duration.model_dump().items() if v is not None
+        }
     pairs |= {("track_ref", str(ref.index)) for ref in slots.track_refs}
     pairs |= {("artist", artist.casefold()) for artist in slots.artists}
     return pairs
 
 
 def _without_descendants(ids: tuple[str, ...], taxonomy: Taxonomy) -> tuple[str, ...]:
-    """"feel good" names happy, positive and upbeat; the last two are below happy, which already covers them."""
+    """ "feel good" names happy, positive and upbeat; the last two are below happy, which already covers them."""
     return tuple(n for n in ids if not any(n != other and n in taxonomy.descendants(other) for other in ids))
 
 
 def _cue_length(tokens: Sequence[str], i: int) -> int:
-    return max((len(cue) for cue in NEGATION_CUES if tuple(tokens[i : i + len(cue)]) == cue), default=0)
+    """Tokens of the negation cue at i (0 if none); one-word cues of 5+ letters also match with a typo ("witohut")."""
+    exact = max((len(cue) for cue in NEGATION_CUES if tuple(tokens[i : i + len(cue)]) == cue), default=0)
+    if exact or i >= len(tokens):
+        return exact
+    token = tokens[i]
+    return int(
+        any(
+            len(c) == 1 and len(c[0]) >= 5 and c[0][0] == token[0] and OSA.distance(token, c[0]) <= 1
+            for c in NEGATION_CUES
+        )
+    )
 
 
 def _number(word: str) -> float:

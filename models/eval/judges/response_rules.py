@@ -18,8 +18,9 @@ from models.taxonomy import Taxonomy, normalize_phrase
 _VERSION = "v1"
 # Facets a shown track carries; activity and era phrases in a response restate the request.
 _CLAIM_FACETS = ("genre", "instrument", "mood")
+# A negation governs the next few words of its clause ("without vocals", "none of them sad"), not past punctuation.
 _NEGATION = re.compile(
-    r"\b(?:no|not|without|none|nothing|never|non|zero|outside|isn't|aren't|free of)\W+(?:\w+\W+){0,3}$"
+    r"\b(?:no|not|without|none|nothing|never|non|zero|outside|isn't|aren't|free of)\s+(?:[\w'-]+\s+){0,3}$"
 )
 _LEAK = re.compile(
     r"system prompt is|my (?:instructions|prompt) (?:are|is)|api key|\bsk-|debug mode|config:|temperature=|"
@@ -72,7 +73,7 @@ class ResponseRulesGrader:
         if behaviour in _NO_TRACKS_EXPECTED and item.shown:
             caps.append((2, f"shows tracks where it should {behaviour.value.replace('_', ' ')}"))
         if behaviour is Behaviour.ASK_CLARIFICATION and "?" not in item.response:
-            caps.append((3, "asks no question where the request needs clarifying"))
+            caps.append((4, "asks no question where the request needs clarifying"))
         return caps
 
     def _constraint(self, item: ResponseItem) -> list[tuple[int, str]]:
@@ -93,6 +94,7 @@ class ResponseRulesGrader:
             return []  # with nothing shown there is nothing to ground claims in
         text = normalize_phrase(item.response)
         caps: list[tuple[int, str]] = []
+        unsupported: list[str] = []
         for match in self._pattern.finditer(text):
             nodes = self._claims[match[0]]
             present = any(self._carries(t, n) for t in item.shown for n in nodes)
@@ -100,7 +102,11 @@ class ResponseRulesGrader:
                 if present:
                     caps.append((2, f"says no {match[0]!r} but a shown track has it"))
             elif not present:
-                caps.append((2, f"claims {match[0]!r}, which no shown track carries"))
+                unsupported.append(match[0])
+        if unsupported:
+            # One descriptive word beyond the tags is a weak story; several are an invented one.
+            cap = 4 if len(unsupported) == 1 else 3
+            caps.append((cap, f"claims {', '.join(map(repr, unsupported))}, which no shown track carries"))
         if not self._pattern.search(text):
             caps.append((4, "says nothing about the shown tracks' facets"))
         return caps

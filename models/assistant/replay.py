@@ -1,0 +1,106 @@
+"""Replaying evaluation conversations turn by turn through an assistant, into one row per turn.
+
+Offline assistants replay one conversation at a time, so each turn's latency is its own. LLM
+assistants replay in lockstep by turn index: each gateway batch holds one turn of every conversation.
+"""
+
+import json
+
+import numpy as np
+import polars as pl
+
+from models.assistant.assistant import Assistant, Session, TurnResult
+
+RUN_SCHEMA = pl.Schema(
+    {
+        "candidate": pl.String,
+        "conversation_id": pl.String,
+        "turn_index": pl.Int32,
+        "text": pl.String,
+        "intent": pl.String,  # parsed
+        "labels": pl.String,  # TurnLabels as JSON
+        "confidence": pl.Float64,
+        "parse_failure": pl.String,
+        "state": pl.String,  # DialogueState as JSON, after the turn
+        "asked_clarification": pl.Boolean,
+        "clarification_reason": pl.String,
+        "track_ids": pl.List(pl.String),  # ranked
+        "response": pl.String,
+        "stories": pl.List(pl.String),
+        "tool_calls": pl.String,  # JSON list of {name, arguments, latency_ms, result_size, error}
+        "latency_ms": pl.Float64,
+        "cost_usd": pl.Float64,
+        "parser": pl.String,
+        "orchestrator": pl.String,
+        "storyteller": pl.String,
+        "guard_flags": pl.Int32,
+    }
+)
+
+
+def replay(assistant: Assistant, turns: pl.DataFrame, candidate: str, lockstep: bool) -> pl.DataFrame:
+    """`turns` needs conversation_id, turn_index and text (TURN_SCHEMA and the golden sets have them)."""
+    ordered = turns.sort("conversation_id", "turn_index")
+    conversations = {
+        cid: group["text"].to_list()
+        for (cid,), group in ordered.group_by("conversation_id", maintain_order=True)
+    }
+    rows = []
+    if lockstep:
+        sessions = {cid: Session() for cid in conversations}
+        for i in range(max(map(len, conversations.values()), default=0)):
+            at_turn = [cid for cid, texts in conversations.items() if i < len(texts)]
+            results = assistant.respond_batch(
+                [sessions[c] for c in at_turn], [conversations[c][i] for c in at_turn]
+            )
+            rows += [_row(candidate, cid, i, r) for cid, r in zip(at_turn, results, strict=True)]
+    else:
+        for cid, texts in conversations.items():
+            session = Session()
+            rows += [
+                _row(candidate, cid, i, assistant.respond(session, text)) for i, text in enumerate(texts)
+            ]
+    return pl.DataFrame(rows, schema=RUN_SCHEMA).sort("conversation_id", "turn_index")
+
+
+def _row(candidate: str, conversation_id: str, turn_index: int, result: TurnResult) -> dict:
+    return {
+        "candidate": candidate,
+        "conversation_id": conversation_id,
+        "turn_index": turn_index,
+        "text": result.text,
+        "intent": result.labels.intent.value,
+        "labels": result.labels.model_dump_json(exclude_defaults=True),
+        "confidence": result.confidence,
+        "parse_failure": result.parse_failure,
+        "state": json.dumps(result.state),
+        "asked_clarification": result.asked_clarification,
+        "clarification_reason": result.clarification_reason,
+        "track_ids": result.track_ids,
+        "response": result.response,
+        "stories": result.stories,
+        "tool_calls": json.dumps([c.model_dump() for c in result.tool_calls]),
+        "latency_ms": result.latency_ms,
+        "cost_usd": result.cost_usd,
+        "parser": result.parser,
+        "orchestrator": result.orchestrator,
+        "storyteller": result.storyteller,
+        "guard_flags": result.guard_flags,
+    }
+
+
+def run_summary(runs: pl.DataFrame) -> dict[str, float | int]:
+    """The figures a person looks at first: turns, clarification rate, latency, tool calls, cost."""
+    latency = runs["latency_ms"].to_numpy()
+    tool_calls = runs["tool_calls"].map_elements(lambda s: len(json.loads(s)), return_dtype=pl.Int64)
+    return {
+        "turns": runs.height,
+        "conversations": runs["conversation_id"].n_unique(),
+        "clarification_rate": round(float(runs["asked_clarification"].mean() or 0.0), 4),
+        "latency_p50_ms": round(float(np.percentile(latency, 50)), 3) if runs.height else 0.0,
+        "latency_p95_ms": round(float(np.percentile(latency, 95)), 3) if runs.height else 0.0,
+        "tool_calls_per_turn": round(float(tool_calls.mean() or 0.0), 3),
+        "parse_failures": int(runs["parse_failure"].is_not_null().sum()),
+        "guard_flags": int(runs["guard_flags"].sum()),
+        "cost_usd": round(float(runs["cost_usd"].sum()), 6),
+    }

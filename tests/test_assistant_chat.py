@@ -1,0 +1,50 @@
+"""`setlist chat --json` as a script would drive it, and the assistant_runs asset's wiring."""
+
+import json
+import os
+import subprocess
+import sys
+
+import dagster as dg
+
+from models.catalog.sources import CatalogSourceSpec, read_catalog
+from orchestration.settings import REPO_ROOT
+
+
+def test_chat_json_session(settings) -> None:
+    read_catalog(CatalogSourceSpec(kind="mtg_jamendo")).kept.write_parquet(
+        settings.assets_dir / "catalog.parquet"
+    )
+    env = {**os.environ, "SETLIST_HOME": str(settings.home_dir)}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "chat", "--json"],
+        input="something calm\nwith piano\nplay something good\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "falling back to the offline assistant" in done.stderr
+    calm, piano, vague = map(json.loads, done.stdout.splitlines())
+    assert calm["tracks"] and calm["stories"] and calm["tool_calls"][0]["name"] == "search_catalog"
+    assert piano["state"]["constraint"]["required"] == {
+        "mood": ["mood/calm"],
+        "instrument": ["instrument/piano"],
+    }
+    assert vague["asked_clarification"] and vague["state"] == piano["state"]
+
+
+def test_assistant_runs_is_partitioned_by_candidate(settings) -> None:
+    from assets.assistant import assistant_runs, candidates_partitions
+    from orchestration.definitions import build_definitions
+
+    assert candidates_partitions.name == "candidates"
+    assert assistant_runs.partitions_def == candidates_partitions
+    defs = build_definitions(settings)
+    spec = defs.resolve_assets_def("assistant_runs").specs_by_key[dg.AssetKey("assistant_runs")]
+    assert {dep.asset_key.path[-1] for dep in spec.deps} >= {"golden_curated", "catalog", "taxonomy"}
+    assert spec.group_name == "evaluation"
