@@ -16,11 +16,11 @@ from orchestration.llm_resource import LLMGatewayResource
 from orchestration.resources import MLflowTracking
 
 # Keys are candidate keys ("intent-v3.hybrid.template"); the registry sensor adds them.
-candidates_partitions = dg.DynamicPartitionsDefinition(name="candidates")
+CANDIDATES = dg.DynamicPartitionsDefinition(name="candidates")
 
 
 @dg.asset(
-    partitions_def=candidates_partitions,
+    partitions_def=CANDIDATES,
     group_name="evaluation",
     kinds={"polars", "openai"},
     pool="llm",

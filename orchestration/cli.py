@@ -13,6 +13,7 @@ import urllib.request
 import dagster as dg
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestration.local_state import prepare_home
@@ -79,7 +80,7 @@ def run() -> None:
     for stage in plan_stages(list(defs.assets)):
         job = defs.resolve_job_def(f"setlist_{stage.name}")
         for key in stage_partition_keys(stage, settings, instance):
-            console.print(f"[bold]{stage.name}[/bold]" + (f" [{key}]" if key else ""))
+            console.print(f"[bold]{stage.name}[/bold]" + (escape(f" [{key}]") if key else ""))
             result = job.execute_in_process(
                 instance=instance,
                 partition_key=key,
@@ -119,7 +120,7 @@ def _print_summary(results: list[dg.ExecuteInProcessResult]) -> None:
         materialization = event.step_materialization_data.materialization
         key = materialization.asset_key.to_user_string()
         if materialization.partition:
-            key += f" [{materialization.partition}]"
+            key += escape(f" [{materialization.partition}]")
         metadata = materialization.metadata
         rows = metadata.get("dagster/row_count")
         figures = [

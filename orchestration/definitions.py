@@ -13,6 +13,7 @@ from assets.prompts import build_prompt_versions
 from orchestration import automation, stages
 from orchestration.io_manager import ParquetIOManager
 from orchestration.llm_resource import LLMGatewayResource
+from orchestration.registry_sensor import registry_sensor
 from orchestration.resources import CatalogSource, MLflowTracking, PlatformConfig
 from orchestration.settings import Settings, load_settings
 
@@ -75,6 +76,7 @@ def build_definitions(
         sensors=[
             automation.build_catalog_folder_sensor(settings),
             *golden_sensors,
+            registry_sensor,
             automation.automation_sensor(),
         ],
         loggers=loggers,

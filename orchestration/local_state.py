@@ -19,3 +19,5 @@ def prepare_home(settings: Settings) -> None:
     if not dagster_yaml.exists():
         dagster_yaml.write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    # MLflow draws download progress bars on every model load; they drown the run's own progress lines.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -9,12 +9,12 @@ import json
 import dagster as dg
 from mlflow import MlflowClient
 
+from assets.assistant import CANDIDATES
 from models.candidates import INTENT_MODEL, PARSER_PROMPT, STORY_PROMPT, Candidate
 from models.registry import CHAMPION, RegistryVersion, model_alias_version, registry_versions
 from orchestration.resources import MLflowTracking
 from orchestration.settings import Settings
 
-CANDIDATES = dg.DynamicPartitionsDefinition(name="candidates")
 EVALUATION_JOB = "setlist_candidates"  # the candidates stage job (orchestration/stages.py)
 
 

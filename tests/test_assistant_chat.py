@@ -39,11 +39,11 @@ def test_chat_json_session(settings) -> None:
 
 
 def test_assistant_runs_is_partitioned_by_candidate(settings) -> None:
-    from assets.assistant import assistant_runs, candidates_partitions
+    from assets.assistant import CANDIDATES, assistant_runs
     from orchestration.definitions import build_definitions
 
-    assert candidates_partitions.name == "candidates"
-    assert assistant_runs.partitions_def == candidates_partitions
+    assert CANDIDATES.name == "candidates"
+    assert assistant_runs.partitions_def == CANDIDATES
     defs = build_definitions(settings)
     spec = defs.resolve_assets_def("assistant_runs").specs_by_key[dg.AssetKey("assistant_runs")]
     assert {dep.asset_key.path[-1] for dep in spec.deps} >= {"golden_curated", "catalog", "taxonomy"}
