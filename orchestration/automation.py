@@ -15,7 +15,9 @@ from upath import UPath
 
 from models.catalog.sources import CatalogSourceError, newest_file
 from models.golden.curated import CURATED_DIR
+from orchestration.registry_sensor import current_candidates
 from orchestration.settings import Settings
+from orchestration.stages import synthetic_partition_keys
 
 PARTITION_COLUMN = "dagster_partition"  # must match orchestration/bigquery_io_manager.py
 
@@ -84,6 +86,44 @@ def build_catalog_folder_sensor(settings: Settings) -> dg.SensorDefinition:
         return dg.SensorResult(run_requests=[dg.RunRequest(run_key=newest)], cursor=newest)
 
     return new_catalog_file
+
+
+def synthetic_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """Weekly: regenerate the current generator partitions (new seed-stable data if the code or prompt changed)."""
+
+    @dg.schedule(
+        name="weekly_synthetic_refresh",
+        job_name="setlist_synthetic",
+        cron_schedule=settings.schedules.synthetic_refresh,
+        execution_timezone=settings.schedules.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def weekly_synthetic_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        keys = synthetic_partition_keys(settings)
+        context.instance.add_dynamic_partitions("synthetic_generator", keys)
+        return [dg.RunRequest(partition_key=key, run_key=f"{key}@{context.scheduled_execution_time}") for key in keys]
+
+    return weekly_synthetic_refresh
+
+
+def nightly_evaluation_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """Nightly: evaluate the champion and every challenger; the gate and report follow by automation."""
+
+    @dg.schedule(
+        name="nightly_evaluation",
+        job_name="setlist_candidates",
+        cron_schedule=settings.schedules.nightly_evaluation,
+        execution_timezone=settings.schedules.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def nightly_evaluation(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        keys = [c.key for c in current_candidates(settings)]
+        if not keys:
+            return dg.SkipReason("no candidates in the MLflow registry yet")
+        context.instance.add_dynamic_partitions("candidates", keys)
+        return [dg.RunRequest(partition_key=key, run_key=f"{key}@{context.scheduled_execution_time}") for key in keys]
+
+    return nightly_evaluation
 
 
 def golden_refresh_job_and_sensor(settings: Settings) -> tuple[list, list]:

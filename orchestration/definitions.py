@@ -72,7 +72,11 @@ def build_definitions(
         asset_checks=[*dg.load_asset_checks_from_modules(ASSET_MODULES), *intent_checks],
         resources=build_resources(settings),
         jobs=[*stages.stage_jobs(all_assets), *catalog_jobs, *golden_jobs],
-        schedules=catalog_schedules,
+        schedules=[
+            *catalog_schedules,
+            automation.synthetic_refresh_schedule(settings),
+            automation.nightly_evaluation_schedule(settings),
+        ],
         sensors=[
             automation.build_catalog_folder_sensor(settings),
             *golden_sensors,

@@ -93,10 +93,16 @@ def stage_partition_keys(stage: Stage, settings: Settings, instance: dg.DagsterI
     if stage.partitions_def is None:
         return [None]
     if stage.partitions_def.name == "synthetic_generator":
-        keys = [partition_key("grammar", GRAMMAR_VERSION)]
-        if settings.llm.base_url:
-            keys.append(partition_key("llm", llm_generator_version()))
+        keys = synthetic_partition_keys(settings)
     else:
         keys = [c.key for c in current_candidates(settings)]
     instance.add_dynamic_partitions(stage.partitions_def.name, keys)
+    return keys
+
+
+def synthetic_partition_keys(settings: Settings) -> list[str]:
+    """The current version of each generator: the grammar always, the LLM generator when it can run."""
+    keys = [partition_key("grammar", GRAMMAR_VERSION)]
+    if settings.llm.base_url:
+        keys.append(partition_key("llm", llm_generator_version()))
     return keys
