@@ -97,7 +97,7 @@ def _child(engine: str, path: str) -> None:
     print(json.dumps({**counts, "seconds": seconds, "peak_mb": _peak_rss_mb(), "baseline_mb": baseline}))
 
 
-def _scaled_copy(src: Path, rows: int, out: Path) -> Path:
+def scaled_copy(src: Path, rows: int, out: Path) -> Path:
     """`rows` data lines cycled from `src`, each with a fresh unique TRACK_ID."""
     import polars as pl
 
@@ -137,7 +137,7 @@ def main() -> None:
             path = (
                 src
                 if rows == SIZES["55k"]
-                else _scaled_copy(src, rows, Path(tmp) / f"autotagging_{size}.tsv")
+                else scaled_copy(src, rows, Path(tmp) / f"autotagging_{size}.tsv")
             )
             for engine in args.engines.split(","):
                 if engine == "pandas" and rows > SIZES[args.pandas_max]:

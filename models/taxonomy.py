@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import scipy.sparse as sp
 import yaml
 
 FACETS = ("genre", "instrument", "mood", "activity", "era")
@@ -227,6 +229,18 @@ def design_taxonomy(curated: Taxonomy, catalog: pl.DataFrame, related_k: int = 5
     track_tags = catalog_tag_counts(catalog)
     tag_owner = {tag: node.node_id for node in curated.nodes.values() for tag in node.tags}
     related = _related_nodes(track_tags, tag_owner, related_k)
+    synonym_ids = {phrase: f"{SYNONYM}/{phrase}" for phrase in curated.synonyms}
+    own = _tracks_per_key(track_tags, {n.node_id: n.tags for n in curated.nodes.values()})
+    subtree = _tracks_per_key(
+        track_tags,
+        {
+            **{nid: curated.catalog_tags(nid) for nid in curated.nodes},
+            **{
+                synonym_ids[phrase]: set().union(*(curated.catalog_tags(t) for t in targets))
+                for phrase, targets in curated.synonyms.items()
+            },
+        },
+    )
 
     rows = []
     for node in curated.nodes.values():
@@ -239,16 +253,15 @@ def design_taxonomy(curated: Taxonomy, catalog: pl.DataFrame, related_k: int = 5
                 "aliases": list(node.aliases),
                 "tags": list(node.tags),
                 "implies": list(node.implies),
-                "track_count": _tracks_with_any(track_tags, node.tags),
-                "subtree_track_count": _tracks_with_any(track_tags, curated.catalog_tags(node.node_id)),
+                "track_count": own.get(node.node_id, 0),
+                "subtree_track_count": subtree.get(node.node_id, 0),
                 "related": related.get(node.node_id, []),
             }
         )
     for phrase, targets in curated.synonyms.items():
-        tags = set().union(*(curated.catalog_tags(t) for t in targets))
         rows.append(
             {
-                "node_id": f"{SYNONYM}/{phrase}",
+                "node_id": synonym_ids[phrase],
                 "facet": SYNONYM,
                 "name": phrase,
                 "parent_id": None,
@@ -256,11 +269,21 @@ def design_taxonomy(curated: Taxonomy, catalog: pl.DataFrame, related_k: int = 5
                 "tags": [],
                 "implies": list(targets),
                 "track_count": 0,
-                "subtree_track_count": _tracks_with_any(track_tags, tags),
+                "subtree_track_count": subtree.get(synonym_ids[phrase], 0),
                 "related": [],
             }
         )
     return pl.DataFrame(rows, schema=TAXONOMY_SCHEMA)
+
+
+def node_track_pairs(taxonomy: Taxonomy, track_tags: pl.DataFrame) -> pl.DataFrame:
+    """(`node_id`, `track_id`), unique: the tracks that satisfy each node (`Taxonomy.catalog_tags`)."""
+    return (
+        _key_tags({nid: taxonomy.catalog_tags(nid) for nid in taxonomy.nodes})
+        .join(track_tags, on="tag")
+        .select(node_id="key", track_id="track_id")
+        .unique()
+    )
 
 
 def assess_taxonomy(taxonomy: Taxonomy, catalog: pl.DataFrame) -> TaxonomyReport:
@@ -280,11 +303,15 @@ def assess_taxonomy(taxonomy: Taxonomy, catalog: pl.DataFrame) -> TaxonomyReport
     )
 
 
-def _tracks_with_any(track_tags: pl.DataFrame, tags: Iterable[str]) -> int:
-    tags = list(tags)
-    if not tags:
-        return 0
-    return track_tags.filter(pl.col("tag").is_in(tags))["track_id"].n_unique()
+def _key_tags(key_tags: dict[str, Iterable[str]]) -> pl.DataFrame:
+    pairs = [(key, tag) for key, tags in key_tags.items() for tag in tags]
+    return pl.DataFrame(pairs, schema={"key": pl.String, "tag": pl.String}, orient="row")
+
+
+def _tracks_per_key(track_tags: pl.DataFrame, key_tags: dict[str, Iterable[str]]) -> dict[str, int]:
+    """Tracks carrying any of each key's tags, for every key in one join (a filter per key is quadratic)."""
+    counts = _key_tags(key_tags).join(track_tags, on="tag").group_by("key").agg(pl.col("track_id").n_unique())
+    return dict(counts.iter_rows())
 
 
 def _related_nodes(track_tags: pl.DataFrame, tag_owner: dict[str, str], k: int) -> dict[str, list[str]]:
@@ -293,14 +320,24 @@ def _related_nodes(track_tags: pl.DataFrame, tag_owner: dict[str, str], k: int) 
         pl.col("tag").replace_strict(tag_owner, default=None).alias("node")
     ).drop_nulls("node")
     owned = owned.select("track_id", "node").unique()
-    n_tracks = max(owned["track_id"].n_unique(), 1)
-    node_counts = owned.group_by("node").len("n")
+    if owned.is_empty():
+        return {}
+    n_tracks = owned["track_id"].n_unique()
+    nodes = owned["node"].unique().sort()
+    # Co-occurrence as a sparse tracks x nodes product: a self-join on track_id grows with tracks x tags^2.
+    codes = owned.select(
+        pl.col("track_id").rank("dense").cast(pl.Int64) - 1,
+        pl.col("node").rank("dense").cast(pl.Int64) - 1,
+    )
+    members = sp.csr_matrix(
+        (np.ones(codes.height, dtype=np.int64), (codes["track_id"].to_numpy(), codes["node"].to_numpy())),
+        shape=(n_tracks, nodes.len()),
+    )
+    co = (members.T @ members).tocoo()
+    node_counts = pl.DataFrame({"node": nodes, "n": np.asarray(members.sum(axis=0)).ravel()})
     pairs = (
-        owned.join(owned, on="track_id", suffix="_b")
-        .filter(pl.col("node") != pl.col("node_b"))
-        .group_by("node", "node_b")
-        .len("n_ab")
-        .filter(pl.col("n_ab") >= 5)
+        pl.DataFrame({"node": nodes.gather(co.row), "node_b": nodes.gather(co.col), "n_ab": co.data})
+        .filter((pl.col("node") != pl.col("node_b")) & (pl.col("n_ab") >= 5))
         .join(node_counts, on="node")
         .join(node_counts.rename({"node": "node_b", "n": "n_b"}), on="node_b")
         .with_columns(lift=pl.col("n_ab") * n_tracks / (pl.col("n") * pl.col("n_b")))

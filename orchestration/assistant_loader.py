@@ -1,8 +1,9 @@
 """Which assistant `setlist chat` talks to, over the catalog materialized in the Setlist home.
 
-`--candidate <key>` builds that candidate. Otherwise the champion: the intent model version holding
-the MLflow `champion` alias, with hybrid retrieval and template stories. Without one (a fresh home)
-it falls back to the keyword parser, and says so.
+`--candidate <key>` builds that candidate. Otherwise the champion: the candidate tagged on
+`models:/setlist-assistant@champion` (what the champion gate promotes); before any evaluation, the intent
+model version holding `setlist-intent@champion` with hybrid retrieval and template stories. Without
+either (a fresh home) it falls back to the keyword parser, and says so.
 """
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from models.assistant.assistant import Assistant, build_assistant
 from models.assistant.keyword_parser import KeywordParser
 from models.assistant.retrieval import CatalogIndex
 from models.candidates import INTENT_MODEL, Candidate, CandidateKeyError
+from models.eval.tracking import ASSISTANT_MODEL, champion_key
 from models.llm import LLMGateway, LLMUnavailable
 from models.registry import CHAMPION, model_alias_version
 from models.taxonomy import load_curated
@@ -42,12 +44,14 @@ def load_chat_assistant(settings: Settings, candidate_key: str | None = None) ->
 
     if candidate_key is None and client is not None:
         version = model_alias_version(client, INTENT_MODEL, CHAMPION)
-        candidate_key = f"intent-v{version}.hybrid.template" if version is not None else None
+        candidate_key = champion_key(client) or (
+            f"intent-v{version}.hybrid.template" if version is not None else None
+        )
     if candidate_key is None:
         index = CatalogIndex.build(catalog, taxonomy)
         return LoadedAssistant(
             Assistant(KeywordParser(taxonomy), index, taxonomy),
-            f"No champion in MLflow ({INTENT_MODEL}@{CHAMPION}): falling back to the offline assistant "
+            f"No champion in MLflow ({ASSISTANT_MODEL} or {INTENT_MODEL}@{CHAMPION}): falling back to the offline assistant "
             f"(keyword parser, hybrid retrieval, template stories) over {catalog.height} catalog tracks.",
         )
     try:

@@ -4,6 +4,8 @@ import dagster as dg
 
 import assets.assistant
 import assets.catalog
+import assets.evaluation
+import assets.feedback
 import assets.golden
 import assets.judges
 import assets.synthetic
@@ -17,7 +19,16 @@ from orchestration.registry_sensor import registry_sensor
 from orchestration.resources import CatalogSource, MLflowTracking, PlatformConfig
 from orchestration.settings import Settings, load_settings
 
-ASSET_MODULES = [assets.catalog, assets.taxonomy, assets.golden, assets.synthetic, assets.judges, assets.assistant]
+ASSET_MODULES = [
+    assets.catalog,
+    assets.taxonomy,
+    assets.golden,
+    assets.synthetic,
+    assets.judges,
+    assets.assistant,
+    assets.evaluation,
+    assets.feedback,
+]
 
 
 def table_io_manager(settings: Settings) -> dg.ConfigurableIOManagerFactory:
@@ -41,6 +52,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
             taxonomy_file=str(settings.taxonomy_file),
             golden_cpcd_path=settings.golden_cpcd_path,
             synthetic_conversations=settings.synthetic_conversations,
+            exports_dir=str(settings.exports_dir),
+            interaction_logs_path=settings.interaction_logs_path,
         ),
         "catalog_source": CatalogSource(
             kind=catalog.kind,
@@ -53,6 +66,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "mlflow": MLflowTracking(
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root
         ),
+        "eval_reports": assets.evaluation.EvalReports(directory=str(settings.home_dir / "reports")),
     }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from models.llm import BatchStats, GatewayConfig, LLMGateway, ModelPrice
+from models.llm import BatchStats, GatewayConfig, LLMGateway
 from models.llm.config import DEFAULT_PRICES
 
 
@@ -33,32 +33,11 @@ class LLMGatewayResource(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, config: GatewayConfig, cache_path: Path) -> LLMGatewayResource:
-        return cls(
-            base_url=config.base_url,
-            model=config.model,
-            timeout_s=config.timeout_s,
-            max_concurrency=config.max_concurrency,
-            requests_per_minute=config.requests_per_minute,
-            tokens_per_minute=config.tokens_per_minute,
-            max_retries=config.max_retries,
-            max_validation_retries=config.max_validation_retries,
-            prices={name: price.model_dump() for name, price in config.prices.items()},
-            cache_path=str(cache_path),
-        )
+        # Same field names on both sides: the resource is the config as Dagster can show and override it.
+        return cls(**{**config.model_dump(mode="json"), "cache_path": str(cache_path)})
 
     def gateway_config(self) -> GatewayConfig:
-        return GatewayConfig(
-            base_url=self.base_url,
-            model=self.model,
-            timeout_s=self.timeout_s,
-            max_concurrency=self.max_concurrency,
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-            max_retries=self.max_retries,
-            max_validation_retries=self.max_validation_retries,
-            prices={name: ModelPrice(**price) for name, price in self.prices.items()},
-            cache_path=Path(self.cache_path) if self.cache_path else None,
-        )
+        return GatewayConfig.model_validate(self.model_dump(exclude={"_gateway"}))
 
     def get_gateway(self) -> LLMGateway:
         if self._gateway is None:

@@ -97,6 +97,8 @@ class Settings(BaseSettings):
         REPO_ROOT.parent / "shared" / "data" / "cpcd" / "cpcd_v1.dialogs.dev.train.jsonl"
     )
     prompts_dir: Path = REPO_ROOT / "models" / "prompts"
+    # Interaction logs (JSONL or Parquet, models/feedback/interactions.py); empty: simulated listeners.
+    interaction_logs_path: str = ""
 
     @cached_property
     def home_dir(self) -> Path:
@@ -109,6 +111,10 @@ class Settings(BaseSettings):
     @property
     def assets_dir(self) -> Path:
         return self.home_dir / "assets"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.home_dir / "exports"
 
     @property
     def mlflow_dir(self) -> Path:

@@ -10,13 +10,12 @@ facet combinations are ones the catalog really holds.
 
 import math
 import random
-from collections import defaultdict
 from dataclasses import dataclass
 
 import polars as pl
 
 from models.labels import DurationRange, Intent, Slots, TrackRef, TurnLabels
-from models.taxonomy import Taxonomy, catalog_tag_counts
+from models.taxonomy import Taxonomy, catalog_tag_counts, node_track_pairs
 
 MAX_TURNS = 4
 # Later-turn intents and their weights: mostly refinements, with the occasional detour.
@@ -67,21 +66,28 @@ class LabelSampler:
 
     def __init__(self, taxonomy: Taxonomy, catalog: pl.DataFrame) -> None:
         self.taxonomy = taxonomy
-        tag_tracks: dict[str, set[str]] = defaultdict(set)
-        for track_id, tag in catalog_tag_counts(catalog).iter_rows():
-            tag_tracks[tag].add(track_id)
-        self.node_tracks: dict[str, list[str]] = {}
-        for node_id in taxonomy.nodes:
-            tracks = set().union(*(tag_tracks.get(t, set()) for t in taxonomy.catalog_tags(node_id)))
-            if tracks:
-                self.node_tracks[node_id] = sorted(tracks)
-        self.track_nodes: dict[str, set[str]] = defaultdict(set)
-        for node_id, tracks in self.node_tracks.items():
-            for track_id in tracks:
-                self.track_nodes[track_id].add(node_id)
-        self.durations = dict(zip(catalog["track_id"], catalog["duration_s"], strict=True))
+        # Kept as polars (sorted, so seeded draws match a sorted list): per-track Python sets and dicts
+        # took ~20 s and GBs at 1M tracks.
+        pairs = node_track_pairs(taxonomy, catalog_tag_counts(catalog)).sort("node_id", "track_id")
+        self.node_tracks: dict[str, pl.Series] = {
+            node_id: group["track_id"]
+            for (node_id,), group in pairs.partition_by("node_id", as_dict=True, maintain_order=True).items()
+        }
+        self._by_track = (
+            pairs.group_by("track_id")
+            .agg(pl.col("node_id"))
+            .join(catalog.select("track_id", "duration_s"), on="track_id", how="left")
+            .sort("track_id")
+        )
         if not self.node_tracks:
             raise ValueError("no taxonomy node selects any catalog track: cannot sample label plans")
+
+    def _anchor_row(self, track_id: str) -> dict:
+        """The nodes an anchor satisfies and its duration (a binary search; anchors always have nodes)."""
+        return self._by_track.row(self._by_track["track_id"].search_sorted(track_id), named=True)
+
+    def _anchor_nodes(self, track_id: str) -> set[str]:
+        return set(self._anchor_row(track_id)["node_id"])
 
     def plans(self, n_conversations: int, rng: random.Random) -> list[list[TurnLabels]]:
         order: list[str] = []
@@ -125,7 +131,7 @@ class LabelSampler:
 
     def _opening_slots(self, rng: random.Random, topic: _Topic) -> Slots:
         (facet, [primary]) = next(iter(topic.required.items()))
-        anchor_nodes = sorted(self.track_nodes[topic.anchor])
+        anchor_nodes = sorted(self._anchor_nodes(topic.anchor))
         if rng.random() < 0.1:  # "jazz or blues": any-of within the facet
             alternative = self._other_node(rng, facet, exclude=set(anchor_nodes))
             if alternative:
@@ -163,7 +169,7 @@ class LabelSampler:
             if refs and rng.random() < 0.35:
                 return Slots(track_refs=refs)
             facet = rng.choice(NEGATABLE_FACETS)
-            node = self._other_node(rng, facet, exclude=self.track_nodes[topic.anchor])
+            node = self._other_node(rng, facet, exclude=self._anchor_nodes(topic.anchor))
             return Slots(**{facet: [node]}) if node else Slots(track_refs=refs or [TrackRef(index=None)])
         if intent is Intent.ASK_ABOUT_TRACK:
             return Slots(track_refs=refs or [TrackRef(index=None)])
@@ -174,7 +180,7 @@ class LabelSampler:
         asked = {n for nodes in topic.required.values() for n in nodes}
         candidates = [
             n
-            for n in sorted(self.track_nodes[topic.anchor])
+            for n in sorted(self._anchor_nodes(topic.anchor))
             if n not in asked
             and (
                 n.split("/", 1)[0] not in topic.required
@@ -197,11 +203,11 @@ class LabelSampler:
     def _exclusions(self, rng: random.Random, topic: _Topic, p: float) -> list[str]:
         if rng.random() >= p:
             return []
-        node = self._other_node(rng, rng.choice(NEGATABLE_FACETS), exclude=self.track_nodes[topic.anchor])
+        node = self._other_node(rng, rng.choice(NEGATABLE_FACETS), exclude=self._anchor_nodes(topic.anchor))
         return [node] if node else []
 
     def _duration(self, rng: random.Random, topic: _Topic, p: float) -> DurationRange | None:
-        seconds = self.durations.get(topic.anchor)
+        seconds = self._anchor_row(topic.anchor)["duration_s"]
         if seconds is None or rng.random() >= p:
             return None
         if rng.random() < 0.6:

@@ -1,0 +1,438 @@
+"""Evaluation: each candidate on the golden sets, the CPCD BM25 baseline, the champion gate and the HTML report."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from assets.assistant import CANDIDATES
+from assets.ui_metadata import preview
+from models.candidates import Candidate, CandidateKeyError
+from models.eval.evaluate import (
+    CPCD,
+    CURATED,
+    EVAL_VERSION,
+    PRIMARY,
+    TIMING_COLUMNS,
+    evaluate_cpcd,
+    evaluate_curated,
+    fingerprint,
+    gate_on_curated,
+    judge_note_metrics,
+    judge_notes,
+    table_hash,
+)
+from models.eval.judges import ResponseRulesGrader
+from models.eval.report import confusion_figure, eval_report_html, hit_by_turn_figure
+from models.eval.tracking import (
+    EXPERIMENTS,
+    EvalRun,
+    candidate_artifact,
+    champion_key,
+    log_evaluation,
+    promote,
+    register_candidate,
+    run_url,
+)
+from models.golden.cpcd import BASELINE_CONFIG, BASELINE_KS
+from models.taxonomy import Taxonomy
+from orchestration.resources import MLflowTracking, PlatformConfig
+
+GROUP = "evaluation"
+BASELINE_RUN = "bm25-baseline"
+REPORT_EXPERIMENT = "eval-report"
+DECISION_SCHEMA = pl.Schema(
+    {
+        "challenger": pl.String,
+        "champion": pl.String,
+        "decision": pl.String,
+        "promoted": pl.Boolean,
+        "metric": pl.String,
+        "champion_mean": pl.Float64,
+        "challenger_mean": pl.Float64,
+        "delta": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+        "evidence": pl.String,  # GateDecision markdown
+    }
+)
+
+
+class EvalReports(dg.ConfigurableResource):
+    """Where the HTML evaluation report is written (`<SETLIST_HOME>/reports` by default)."""
+
+    directory: str
+
+
+def _data_version(context: dg.AssetExecutionContext, key: str) -> str:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+    if event is None or event.asset_materialization is None:
+        raise dg.Failure(f"{key} has never been materialized")
+    return event.asset_materialization.tags["dagster/data_version"]
+
+
+def _run_metadata(mlflow: MLflowTracking, runs: dict[str, EvalRun]) -> dict[str, dg.MetadataValue]:
+    out: dict[str, dg.MetadataValue] = {}
+    for golden_set, run in runs.items():
+        out[f"mlflow_run.{golden_set}"] = dg.MetadataValue.url(run_url(mlflow.tracking_uri, run))
+        out[f"mlflow_run_id.{golden_set}"] = dg.MetadataValue.text(
+            run.run_id + ("" if run.created else " (reused: same fingerprint)")
+        )
+    return out
+
+
+def _retrieval_table(metrics: dict[str, float]) -> dg.MetadataValue:
+    lines = [
+        "| k | hit micro | hit macro | recall micro | MRR micro | nDCG micro |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k in BASELINE_KS:
+        cells = [
+            metrics[f"retrieval.{avg}.{name}_at_{k}"]
+            for avg, name in (
+                ("micro", "hit"),
+                ("macro", "hit"),
+                ("micro", "recall"),
+                ("micro", "mrr"),
+                ("micro", "ndcg"),
+            )
+        ]
+        lines.append(f"| {k} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"polars", "mlflow"},
+    description=(
+        "The CPCD paper's BM25 baseline on golden_cpcd over cpcd_corpus (the user's utterances so far as the "
+        "query): per-turn hit/recall/MRR/nDCG at 1, 5, 10, 20, near-duplicates counted once. Logged as the "
+        f"'{BASELINE_RUN}' run of MLflow 'eval-golden_cpcd', beside the candidates."
+    ),
+)
+def bm25_baseline(
+    context: dg.AssetExecutionContext,
+    golden_cpcd: pl.DataFrame,
+    cpcd_corpus: pl.DataFrame,
+    mlflow: MLflowTracking,
+) -> dg.Output[pl.DataFrame]:
+    version = _data_version(context, "golden_cpcd")
+    evaluation = evaluate_cpcd(golden_cpcd, cpcd_corpus, BASELINE_CONFIG, BASELINE_RUN, version)
+    run = log_evaluation(
+        mlflow.client(),
+        mlflow.experiment_id(EXPERIMENTS[CPCD]),
+        run_name=BASELINE_RUN,
+        fingerprint=fingerprint(BASELINE_RUN, BASELINE_CONFIG.config_hash, version, EVAL_VERSION),
+        params={
+            "candidate": BASELINE_RUN,
+            "retriever": "bm25 (CPCD paper baseline)",
+            "retriever_config_hash": BASELINE_CONFIG.config_hash,
+            "golden_cpcd_version": version,
+            "eval_version": EVAL_VERSION,
+        },
+        metrics=evaluation.metrics,
+        results=evaluation.results,
+        artifacts={"hit_by_turn.png": hit_by_turn_figure({BASELINE_RUN: evaluation.results})},
+    )
+    m = evaluation.metrics
+    return dg.Output(
+        evaluation.results,
+        metadata={
+            "dagster/row_count": evaluation.results.height,
+            "hit_at_10_micro": round(m["retrieval.micro.hit_at_10"], 4),
+            "hit_at_10_macro": round(m["retrieval.macro.hit_at_10"], 4),
+            "mrr_at_10_micro": round(m["retrieval.micro.mrr_at_10"], 4),
+            "ndcg_at_10_micro": round(m["retrieval.micro.ndcg_at_10"], 4),
+            "retrieval": _retrieval_table(m),
+            **_run_metadata(mlflow, {CPCD: run}),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=CANDIDATES,
+    group_name=GROUP,
+    kinds={"polars", "mlflow"},
+    description=(
+        "One candidate (partition) on both golden sets, one row per item with a `golden_set` column. Curated: "
+        "intent and slot P/R/F1, clarification, constraint satisfaction of the shown slate, story groundedness "
+        "and safety (response_rules grader, reported beside its calibration), latency, cost, and turn_success "
+        "(the gate's primary). CPCD: hit/recall/MRR/nDCG@k with the candidate's retriever. One MLflow run per "
+        "golden set (reused when nothing changed); the candidate is registered as a `setlist-assistant` version."
+    ),
+)
+def candidate_evaluation(
+    context: dg.AssetExecutionContext,
+    assistant_runs: pl.DataFrame,
+    golden_curated: pl.DataFrame,
+    golden_cpcd: pl.DataFrame,
+    cpcd_corpus: pl.DataFrame,
+    catalog: pl.DataFrame,
+    taxonomy: pl.DataFrame,
+    judge_calibration: pl.DataFrame,
+    mlflow: MLflowTracking,
+) -> dg.Output[pl.DataFrame]:
+    try:
+        candidate = Candidate.from_key(context.partition_key)
+    except CandidateKeyError as err:
+        raise dg.Failure(str(err)) from err
+    tree = Taxonomy.from_table(taxonomy)
+    judge_version = ResponseRulesGrader(tree).version
+    versions = {
+        "golden_curated_version": golden_curated["version"][0],
+        "golden_cpcd_version": _data_version(context, "golden_cpcd"),
+    }
+    curated = evaluate_curated(assistant_runs, golden_curated, catalog, tree)
+    cpcd = evaluate_cpcd(
+        golden_cpcd, cpcd_corpus, candidate.retriever_config, candidate.key, versions["golden_cpcd_version"]
+    )
+    notes = judge_notes(judge_calibration, judge_version)
+    params = {**candidate.params(), **versions, "judge_version": judge_version, "eval_version": EVAL_VERSION}
+    client = mlflow.client()
+    fingerprints = {
+        CURATED: fingerprint(
+            candidate.key,
+            table_hash(assistant_runs, exclude=TIMING_COLUMNS),
+            versions["golden_curated_version"],
+            judge_version,
+            EVAL_VERSION,
+        ),
+        CPCD: fingerprint(
+            candidate.key,
+            candidate.retriever_config.config_hash,
+            versions["golden_cpcd_version"],
+            EVAL_VERSION,
+        ),
+    }
+    figures = {
+        CURATED: {
+            "intent_confusion.png": confusion_figure(
+                curated.results["gold_intent"].to_list(),
+                curated.results["pred_intent"].to_list(),
+                candidate.key,
+            ),
+            "judge_calibration.json": json.dumps(notes, indent=2),
+        },
+        CPCD: {"hit_by_turn.png": hit_by_turn_figure({candidate.key: cpcd.results})},
+    }
+    runs = {
+        golden_set: log_evaluation(
+            client,
+            mlflow.experiment_id(EXPERIMENTS[golden_set]),
+            run_name=candidate.key,
+            fingerprint=fingerprints[golden_set],
+            params=params,
+            metrics=evaluation.metrics | (judge_note_metrics(notes) if golden_set == CURATED else {}),
+            results=evaluation.results,
+            artifacts={"candidate.json": candidate_artifact(candidate), **figures[golden_set]},
+            tags={"setlist.candidate": candidate.key},
+        )
+        for golden_set, evaluation in ((CURATED, curated), (CPCD, cpcd))
+    }
+    registered = register_candidate(client, candidate, runs[CURATED].run_id)
+    m, r = curated.metrics, cpcd.metrics
+    table = pl.concat([curated.results, cpcd.results], how="diagonal_relaxed")
+    return dg.Output(
+        table,
+        metadata={
+            "dagster/row_count": table.height,
+            PRIMARY: round(m[f"{PRIMARY}.mean"], 4),
+            "intent_macro_f1": round(m["intent.macro_f1"], 4),
+            "cpcd_hit_at_10_micro": round(r["retrieval.micro.hit_at_10"], 4),
+            "cpcd_hit_at_10_macro": round(r["retrieval.macro.hit_at_10"], 4),
+            "headline": dg.MetadataValue.json(
+                {
+                    f"{PRIMARY} (95% CI)": [
+                        round(m[f"{PRIMARY}.mean{s}"], 4) for s in ("", ".ci_low", ".ci_high")
+                    ],
+                    "slot_f1": round(m["slot.f1"], 4),
+                    "clarification_precision": round(m["clarification.precision"], 4),
+                    "clarification_recall": round(m["clarification.recall"], 4),
+                    "constraint_rate": round(m["constraint.rate"], 4),
+                    "groundedness": round(m["groundedness.mean"], 4),
+                    "safety": round(m["safe.mean"], 4),
+                    "judge_rating_mean": round(m["judge.rating_mean"], 4),
+                    "latency_p50_ms": round(m["latency_ms.p50"], 3),
+                    "latency_p95_ms": round(m["latency_ms.p95"], 3),
+                    "cost_usd": round(m["cost.total_usd"], 6),
+                    "cpcd_mrr_at_10_micro": round(r["retrieval.micro.mrr_at_10"], 4),
+                    "cpcd_ndcg_at_10_micro": round(r["retrieval.micro.ndcg_at_10"], 4),
+                }
+            ),
+            "judge_calibration": dg.MetadataValue.json(notes),
+            "cpcd_retrieval": _retrieval_table(r),
+            "cpcd_query": "the user's utterances so far (CPCD protocol); the offline parser does not rewrite queries",
+            **_run_metadata(mlflow, runs),
+            "assistant_version": f"models:/setlist-assistant/{registered.version}"
+            + (" (champion)" if registered.champion else ""),
+            "preview": preview(
+                curated.results.select(
+                    "conversation_id",
+                    "turn_index",
+                    "text",
+                    "pred_intent",
+                    PRIMARY,
+                    "groundedness",
+                    "judge_reason",
+                )
+            ),
+        },
+    )
+
+
+Evaluations = dict[str, pl.DataFrame] | pl.DataFrame | None
+# Every candidate partition; a candidate added but never evaluated is skipped. Typed Any: see _by_candidate.
+ALL_EVALUATIONS = dg.AssetIn(metadata={"allow_missing_partitions": True}, dagster_type=dg.Any)
+
+
+def _by_candidate(loaded: Evaluations) -> dict[str, pl.DataFrame]:
+    """The IO manager hands over a bare table when one partition exists, a dict when there are several."""
+    frames = loaded.values() if isinstance(loaded, dict) else [] if loaded is None else [loaded]
+    return {frame["candidate"][0]: frame for frame in frames}
+
+
+def _current(evaluations: dict[str, pl.DataFrame], golden_curated: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Evaluations on the current curated golden version; older ones cannot be paired turn by turn."""
+    version = golden_curated["version"][0]
+    return {
+        key: frame
+        for key, frame in sorted(evaluations.items())
+        if frame.filter((pl.col("golden_set") == CURATED) & (pl.col("golden_version") == version)).height
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"polars", "mlflow"},
+    ins={"candidate_evaluation": ALL_EVALUATIONS},
+    description=(
+        f"Each challenger against the champion (setlist-assistant@champion) on {PRIMARY} per curated turn, a "
+        "paired bootstrap clustered by conversation, with guardrails on groundedness, safety, latency p95 and "
+        "cost. At most one challenger, the best promotable, is promoted: the champion aliases move to it."
+    ),
+)
+def champion_gate(
+    candidate_evaluation: Evaluations,
+    golden_curated: pl.DataFrame,
+    platform: PlatformConfig,
+    mlflow: MLflowTracking,
+) -> dg.Output[pl.DataFrame]:
+    client = mlflow.client()
+    loaded = _by_candidate(candidate_evaluation)
+    evaluations = _current(loaded, golden_curated)
+    stale = sorted(set(loaded) - set(evaluations))
+    champion = champion_key(client)
+    curated = {k: f.filter(pl.col("golden_set") == CURATED) for k, f in evaluations.items()}
+    decisions = {
+        key: gate_on_curated(curated[champion], results, seed=platform.seed)
+        for key, results in curated.items()
+        if champion in curated and key != champion
+    }
+    promotable = [key for key, d in decisions.items() if d.promote]
+    best = max(promotable, key=lambda k: (decisions[k].challenger_mean, decisions[k].delta.low), default=None)
+    moved = promote(client, Candidate.from_key(best)) if best else []
+    if champion not in curated:
+        summary = (
+            f"keep — the champion ({champion or 'none registered'}) has no evaluation on this golden version"
+        )
+    elif not decisions:
+        summary = f"keep — no challenger: {champion} is the only candidate evaluated"
+    elif best:
+        summary = f"promote {best} over {champion}"
+    else:
+        summary = f"keep {champion} — no challenger won with confidence within the guardrails"
+    rows = [
+        {
+            "challenger": key,
+            "champion": champion,
+            "decision": d.decision,
+            "promoted": key == best,
+            "metric": d.metric,
+            "champion_mean": d.champion_mean,
+            "challenger_mean": d.challenger_mean,
+            "delta": d.delta.estimate,
+            "ci_low": d.delta.low,
+            "ci_high": d.delta.high,
+            "evidence": d.to_markdown(),
+        }
+        for key, d in decisions.items()
+    ]
+    return dg.Output(
+        pl.DataFrame(rows, schema=DECISION_SCHEMA),
+        metadata={
+            "dagster/row_count": len(rows),
+            "candidates_evaluated": len(evaluations),
+            "promoted": int(best is not None),
+            "decision": summary,
+            "champion_before": champion or "none",
+            "champion_after": best or champion or "none",
+            "aliases_moved": dg.MetadataValue.json(moved),
+            "stale_evaluations_skipped": ", ".join(stale) or "none",
+            **{f"gate: {key}": dg.MetadataValue.md(d.to_markdown()) for key, d in decisions.items()},
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"mlflow"},
+    ins={"candidate_evaluation": ALL_EVALUATIONS},
+    description=(
+        "A static HTML report (plots embedded, no network): metrics with CIs per candidate, CPCD hit@10 by turn "
+        "against the BM25 baseline, intent confusion matrices, judge calibration and the gate's evidence. "
+        "Written under the Setlist home and logged to MLflow 'eval-report'."
+    ),
+)
+def eval_report(
+    candidate_evaluation: Evaluations,
+    golden_curated: pl.DataFrame,
+    bm25_baseline: pl.DataFrame,
+    judge_calibration: pl.DataFrame,
+    champion_gate: pl.DataFrame,
+    platform: PlatformConfig,
+    mlflow: MLflowTracking,
+    eval_reports: EvalReports,
+) -> dg.MaterializeResult:
+    client = mlflow.client()
+    champion = champion_key(client)
+    evaluations = _current(_by_candidate(candidate_evaluation), golden_curated)
+    evidence = "\n\n".join(f"## {c}\n{e}" for c, e in champion_gate.select("challenger", "evidence").rows())
+    report = eval_report_html(
+        evaluations,
+        bm25_baseline,
+        judge_calibration,
+        evidence or "No challenger: the champion is kept.",
+        champion,
+        platform.judge_kappa_floor,
+    )
+    path = Path(eval_reports.directory) / "eval_report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report, encoding="utf-8")
+    run = log_evaluation(
+        client,
+        mlflow.experiment_id(REPORT_EXPERIMENT),
+        run_name="eval-report",
+        fingerprint=fingerprint(REPORT_EXPERIMENT, report),
+        params={"candidates": ",".join(evaluations), "champion": champion or "none"},
+        metrics={"candidates": float(len(evaluations))},
+        results=champion_gate,
+        artifacts={"eval_report.html": report},
+    )
+    lines = [f"- champion: `{champion}`", f"- candidates: {', '.join(f'`{k}`' for k in evaluations)}"]
+    if champion_gate.is_empty():
+        lines.append("- gate: keep — no challenger")
+    lines += [
+        f"- `{c}`: {d} ({PRIMARY} {cm:.3f} -> {xm:.3f})"
+        for c, d, cm, xm in champion_gate.select(
+            "challenger", "decision", "champion_mean", "challenger_mean"
+        ).rows()
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "summary": dg.MetadataValue.md("\n".join(lines)),
+            "size_kb": round(len(report) / 1024, 1),
+            **_run_metadata(mlflow, {"report": run}),
+        }
+    )

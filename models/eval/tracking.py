@@ -1,0 +1,162 @@
+"""An evaluation in MLflow: one run per candidate per golden set, and the `setlist-assistant` registry.
+
+Runs carry a fingerprint tag (candidate, evaluated inputs, golden and judge versions); logging an evaluation
+whose fingerprint has a finished run reuses that run, so rerunning an unchanged evaluation adds nothing.
+
+Why not `mlflow.genai.evaluate` with code scorers: it writes one trace per item, and against the SQLite
+backend it measured 0.5-9 items/s and lost scores to connection-pool timeouts. The per-item results are
+already computed by plain functions (`models.eval.evaluate`), so a run logs aggregated metrics in one batch
+and the per-item table as a Parquet artifact, which the MLflow UI compares across runs just as well.
+"""
+
+import io
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+
+from models.candidates import INTENT_MODEL, PARSER_PROMPT, STORY_PROMPT, Candidate
+from models.registry import CHAMPION, model_alias_version, set_model_alias
+
+ASSISTANT_MODEL = "setlist-assistant"
+EXPERIMENTS = {"golden_curated": "eval-golden_curated", "golden_cpcd": "eval-golden_cpcd"}
+FINGERPRINT_TAG = "setlist.fingerprint"
+CANDIDATE_ARTIFACT = "candidate.json"
+_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    run_id: str
+    experiment_id: str
+    created: bool  # False when a finished run with the same fingerprint was reused
+
+
+def find_run(client: MlflowClient, experiment_id: str, fingerprint: str) -> str | None:
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def log_evaluation(
+    client: MlflowClient,
+    experiment_id: str,
+    *,
+    run_name: str,
+    fingerprint: str,
+    params: dict[str, str],
+    metrics: dict[str, float],
+    results: pl.DataFrame,
+    artifacts: dict[str, bytes | str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> EvalRun:
+    """Params, metrics, `results.parquet` and any other artifacts (name -> content) in one run."""
+    if existing := find_run(client, experiment_id, fingerprint):
+        return EvalRun(existing, experiment_id, created=False)
+    run = client.create_run(
+        experiment_id, run_name=run_name, tags={FINGERPRINT_TAG: fingerprint, **(tags or {})}
+    )
+    run_id, now = run.info.run_id, int(time.time() * 1000)
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    entries = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
+    for start in range(0, len(entries), _BATCH):
+        client.log_batch(run_id, metrics=entries[start : start + _BATCH])
+    parquet = io.BytesIO()
+    results.write_parquet(parquet)
+    with tempfile.TemporaryDirectory() as folder:
+        for name, content in {"results.parquet": parquet.getvalue(), **(artifacts or {})}.items():
+            path = Path(folder) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        client.log_artifacts(run_id, folder)
+    client.set_terminated(run_id)
+    return EvalRun(run_id, experiment_id, created=True)
+
+
+def candidate_artifact(candidate: Candidate) -> str:
+    return json.dumps({"key": candidate.key, **candidate.model_dump(), **candidate.params()}, indent=2)
+
+
+def run_url(tracking_uri: str, run: EvalRun) -> str:
+    """Where the run opens in the MLflow UI (`setlist ui` serves a local SQLite store on port 5000)."""
+    base = tracking_uri if tracking_uri.startswith("http") else "http://127.0.0.1:5000"
+    return f"{base.rstrip('/')}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+
+
+# --- the assistant registry ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisteredCandidate:
+    version: int
+    created: bool
+    champion: bool  # holds setlist-assistant@champion after registration
+
+
+def register_candidate(client: MlflowClient, candidate: Candidate, run_id: str) -> RegisteredCandidate:
+    """A version of `setlist-assistant` per candidate (once), sourced from its eval run's candidate.json.
+
+    The first version registered becomes the champion; later ones wait for the gate.
+    """
+    try:
+        client.get_registered_model(ASSISTANT_MODEL)
+    except MlflowException:
+        client.create_registered_model(
+            ASSISTANT_MODEL, description="Assistant candidates; tag `candidate` = key"
+        )
+    existing = _version_of(client, candidate.key)
+    if existing is None:
+        source = f"{client.get_run(run_id).info.artifact_uri}/{CANDIDATE_ARTIFACT}"
+        version = int(
+            client.create_model_version(
+                ASSISTANT_MODEL, source=source, run_id=run_id, tags={"candidate": candidate.key}
+            ).version
+        )
+    else:
+        version = existing
+    champion = model_alias_version(client, ASSISTANT_MODEL, CHAMPION)
+    if champion is None:
+        set_model_alias(client, ASSISTANT_MODEL, CHAMPION, version)
+        champion = version
+    return RegisteredCandidate(version, created=existing is None, champion=champion == version)
+
+
+def champion_key(client: MlflowClient) -> str | None:
+    """The candidate key of `models:/setlist-assistant@champion`, or None without one."""
+    try:
+        return client.get_model_version_by_alias(ASSISTANT_MODEL, CHAMPION).tags.get("candidate")
+    except MlflowException:
+        return None
+
+
+def promote(client: MlflowClient, candidate: Candidate) -> list[str]:
+    """Move the champion aliases to the candidate: the assistant and each of its registered components."""
+    version = _version_of(client, candidate.key)
+    if version is None:
+        raise LookupError(f"{candidate.key} has no {ASSISTANT_MODEL} version; evaluate it first")
+    set_model_alias(client, ASSISTANT_MODEL, CHAMPION, version)
+    moved = [f"models:/{ASSISTANT_MODEL}@{CHAMPION} -> {version}"]
+    if candidate.parser_kind == "offline":
+        set_model_alias(client, INTENT_MODEL, CHAMPION, candidate.parser_version)
+        moved.append(f"models:/{INTENT_MODEL}@{CHAMPION} -> {candidate.parser_version}")
+    else:
+        client.set_prompt_alias(PARSER_PROMPT, CHAMPION, candidate.parser_version)
+        moved.append(f"prompts:/{PARSER_PROMPT}@{CHAMPION} -> {candidate.parser_version}")
+    if candidate.story_version is not None:
+        client.set_prompt_alias(STORY_PROMPT, CHAMPION, candidate.story_version)
+        moved.append(f"prompts:/{STORY_PROMPT}@{CHAMPION} -> {candidate.story_version}")
+    return moved
+
+
+def _version_of(client: MlflowClient, key: str) -> int | None:
+    found = client.search_model_versions(f"name = '{ASSISTANT_MODEL}' and tags.candidate = '{key}'")
+    return min(int(v.version) for v in found) if found else None

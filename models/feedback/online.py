@@ -1,0 +1,244 @@
+"""The online side of evaluation: which candidates an A/B test compares, the simulated test itself,
+the offline-online correlation, and the MLflow run that puts it beside the offline evaluation.
+
+Listeners are randomised by a salted hash of their id (50/50). The pre-period (every listener served by
+the control before the test) gives each listener's pre-experiment value of each metric: the CUPED
+covariate of that metric (for the like rate: the pre-period like rate). The unit of analysis is the
+listener: `analyze_experiment_frame` averages their sessions.
+"""
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from scipy import stats
+
+from models.candidates import Candidate
+from models.eval.tracking import ASSISTANT_MODEL
+from models.eval.tracking import EXPERIMENTS as OFFLINE_EXPERIMENTS
+from models.feedback.experiment import ExperimentResult, analyze_experiment_frame
+from models.feedback.interactions import session_metrics
+from models.feedback.simulator import ListenerPopulation, SlateServer, simulate
+from models.registry import CHAMPION
+
+CANDIDATE_TAG = "candidate"  # the setlist-assistant versions' tag naming the candidate key
+EXPERIMENT = "online-ab"
+METRICS = ("like_rate", "skip_rate", "requests")  # requests per session is the session length
+WEAKER_RETRIEVER = {"hybrid": "bm25", "bm25": "tags", "tags": "bm25"}
+
+
+@dataclass(frozen=True)
+class Arms:
+    control: Candidate
+    treatment: Candidate
+    how: str  # how the treatment was chosen, for the UI
+
+
+def resolve_arms(client: MlflowClient) -> Arms:
+    """setlist-assistant@champion vs the latest version of another candidate; with none, a weakened
+    champion (the next weaker retriever preset of the same parser) so the machinery still runs."""
+    try:
+        champion = client.get_model_version_by_alias(ASSISTANT_MODEL, CHAMPION)
+    except MlflowException as err:
+        raise LookupError(
+            f"models:/{ASSISTANT_MODEL}@{CHAMPION} does not exist; run the champion gate first"
+        ) from err
+    control = Candidate.from_key(champion.tags[CANDIDATE_TAG])
+    others = [
+        v
+        for v in client.search_model_versions(f"name = '{ASSISTANT_MODEL}'")
+        if v.tags.get(CANDIDATE_TAG) not in (None, control.key)
+    ]
+    if others:
+        latest = max(others, key=lambda v: int(v.version))
+        return Arms(
+            control,
+            Candidate.from_key(latest.tags[CANDIDATE_TAG]),
+            f"latest other version ({latest.version})",
+        )
+    weaker = control.model_copy(update={"retriever": WEAKER_RETRIEVER[control.retriever]})
+    return Arms(
+        control, weaker, f"only one candidate evaluated: the champion with the {weaker.retriever} retriever"
+    )
+
+
+def offline_run_ids(client: MlflowClient, candidate_keys: Sequence[str]) -> dict[str, str]:
+    """The latest offline evaluation run of each candidate per golden set: "<key>/<golden set>" -> run id."""
+    found = {}
+    for golden_set, name in OFFLINE_EXPERIMENTS.items():
+        experiment = client.get_experiment_by_name(name)
+        for key in candidate_keys if experiment else ():
+            runs = client.search_runs(
+                [experiment.experiment_id],
+                f"params.candidate = '{key}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            if runs:
+                found[f"{key}/{golden_set}"] = runs[0].info.run_id
+    return found
+
+
+def assign(user_ids: Sequence[str], salt: str, treatment_share: float = 0.5) -> list[bool]:
+    """True for treatment: a salted hash, so a listener's arm is stable and independent across experiments."""
+    units = [
+        int.from_bytes(hashlib.sha256(f"{salt}:{u}".encode()).digest()[:8], "big") / 2**64 for u in user_ids
+    ]
+    return [u < treatment_share for u in units]
+
+
+@dataclass(frozen=True, eq=False)
+class OnlineExperiment:
+    control: str
+    treatment: str
+    sessions: pl.DataFrame  # per session: variant, period, metrics, offline ndcg
+    results: dict[str, ExperimentResult]  # per metric
+
+
+def run_online_experiment(
+    population: ListenerPopulation,
+    control: SlateServer,
+    treatment: SlateServer,
+    *,
+    pre_sessions: int,
+    sessions: int,
+    salt: str,
+) -> OnlineExperiment:
+    users = [listener.user_id for listener in population.listeners]
+    treated = assign(users, salt)
+    arms = {
+        control.variant: [i for i, t in enumerate(treated) if not t],
+        treatment.variant: [i for i, t in enumerate(treated) if t],
+    }
+    runs = [simulate(population, control, sessions_per_listener=pre_sessions, period="pre")]
+    runs += [
+        simulate(population, server, sessions_per_listener=sessions, listeners=arms[server.variant])
+        for server in (control, treatment)
+    ]
+    table = pl.concat([session_table(run.events, run.sessions) for run in runs])
+    return OnlineExperiment(
+        control.variant, treatment.variant, table, analyze(table, control.variant, treatment.variant)
+    )
+
+
+def session_table(events: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """Simulator sessions with their online proxies from the log (a session with no event shows zeros)."""
+    online = session_metrics(events).drop("user_id", "variant", "turns")
+    return sessions.join(online, on="session_id", how="left").with_columns(
+        pl.col(c).fill_null(0) for c in online.columns if c != "session_id"
+    )
+
+
+def analyze(table: pl.DataFrame, control: str, treatment: str) -> dict[str, ExperimentResult]:
+    """Each metric per listener, CUPED-adjusted by the listener's pre-period value of the same metric."""
+    pre = (
+        table.filter(pl.col("period") == "pre")
+        .group_by("user_id")
+        .agg(pl.col(m).mean().alias(f"pre_{m}") for m in METRICS)
+    )
+    experiment = table.filter(pl.col("period") == "experiment").join(pre, on="user_id", how="left")
+    return {
+        metric: analyze_experiment_frame(
+            experiment,
+            unit="user_id",
+            metric=metric,
+            covariate=f"pre_{metric}",
+            control=control,
+            treatment=treatment,
+        )
+        for metric in METRICS
+    }
+
+
+@dataclass(frozen=True)
+class Correlation:
+    level: str  # what one point is: "session" or "variant"
+    offline: str
+    online: str
+    spearman: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_clusters: int
+
+    def to_metrics(self, prefix: str = "offline_online") -> dict[str, float]:
+        return {
+            f"{prefix}.spearman": self.spearman,
+            f"{prefix}.ci_low": self.ci_low,
+            f"{prefix}.ci_high": self.ci_high,
+        }
+
+
+def offline_online_correlation(
+    sessions: pl.DataFrame,
+    offline: str = "ndcg",
+    online: str = "like_rate",
+    cluster: str = "user_id",
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Correlation:
+    """Spearman correlation across sessions, with a percentile bootstrap over listeners (a listener's
+    sessions share their taste, so resampling sessions would make the interval too narrow)."""
+    x, y = sessions[offline].to_numpy().astype(float), sessions[online].to_numpy().astype(float)
+    codes = np.unique(sessions[cluster].to_numpy(), return_inverse=True)[1].ravel()
+    members = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_resamples):
+        idx = np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))])
+        draws.append(stats.spearmanr(x[idx], y[idx]).statistic)
+    low, high = np.nanquantile(draws, [0.025, 0.975])
+    return Correlation(
+        "session",
+        offline,
+        online,
+        float(stats.spearmanr(x, y).statistic),
+        float(low),
+        float(high),
+        len(x),
+        len(members),
+    )
+
+
+def log_online_experiment(
+    client: MlflowClient,
+    experiment_id: str,
+    result: OnlineExperiment,
+    params: dict[str, str],
+    correlation: Correlation,
+    offline_runs: dict[str, str],
+) -> str:
+    """One run: both candidate keys as params, every metric's raw and CUPED effect, links to offline runs."""
+    arm_of = {result.control: "control", result.treatment: "treatment"}
+    tags = {
+        f"setlist.offline_run.{arm_of[ref.split('/')[0]]}.{ref.split('/')[1]}": run_id
+        for ref, run_id in offline_runs.items()
+        if ref.split("/")[0] in arm_of
+    }
+    run = client.create_run(experiment_id, run_name=f"{result.control} vs {result.treatment}", tags=tags)
+    run_id = run.info.run_id
+    for key, value in {
+        "control_candidate": result.control,
+        "treatment_candidate": result.treatment,
+        **params,
+    }.items():
+        client.log_param(run_id, key, value)
+    metrics = correlation.to_metrics()
+    for metric, analysis in result.results.items():
+        metrics |= analysis.to_metrics(prefix=metric)
+    for key, value in metrics.items():
+        if np.isfinite(value):
+            client.log_metric(run_id, key, float(value))
+    client.log_text(
+        run_id,
+        json.dumps({m: r.to_dict() for m, r in result.results.items()}, default=str, indent=2),
+        "results.json",
+    )
+    client.log_text(run_id, result.sessions.write_csv(), "sessions.csv")
+    client.set_terminated(run_id)
+    return run_id

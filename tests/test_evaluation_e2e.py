@@ -1,0 +1,147 @@
+"""Two candidates through the stages in-process: MLflow runs per golden set, one gate decision, the report.
+
+The candidates share the intent model and differ in the retriever preset (hybrid vs BM25 only), both offline.
+The graph is materialized once per module; the last test reruns the candidate and comparison stages.
+"""
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+import polars as pl
+import pytest
+from conftest import require_shared
+from mlflow import MlflowClient
+
+from models.eval.tracking import ASSISTANT_MODEL, EXPERIMENTS
+from models.registry import CHAMPION
+from orchestration.definitions import build_definitions
+from orchestration.local_state import prepare_home
+from orchestration.settings import Settings, load_settings
+from orchestration.stages import plan_stages, stage_partition_keys
+
+CHAMPION_KEY, CHALLENGER_KEY = "intent-v1.hybrid.template", "intent-v1.bm25.template"
+
+
+@dataclass
+class Home:
+    settings: Settings
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    results: dict[str, list[dg.ExecuteInProcessResult]]
+
+    def run_stage(self, name: str) -> list[dg.ExecuteInProcessResult]:
+        (stage,) = [s for s in plan_stages(list(self.defs.assets)) if s.name == name]
+        if name == "candidates":
+            keys: list[str | None] = [
+                CHAMPION_KEY,
+                CHALLENGER_KEY,
+            ]  # evaluated in this order: first is champion
+            self.instance.add_dynamic_partitions("candidates", keys)
+        else:
+            keys = stage_partition_keys(stage, self.settings, self.instance)
+        job = self.defs.resolve_job_def(f"setlist_{name}")
+        return [job.execute_in_process(instance=self.instance, partition_key=key) for key in keys]
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.settings.mlflow_tracking_uri)
+
+    def metadata(self, stage: str, asset: str) -> list[dict]:
+        return [
+            {k: v.value for k, v in e.step_materialization_data.materialization.metadata.items()}
+            for r in self.results[stage]
+            for e in r.get_asset_materialization_events()
+            if e.asset_key.to_user_string() == asset
+        ]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    require_shared("cpcd/cpcd_v1.dialogs.dev.train.jsonl")
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("SETLIST_") and k != "SETLIST_SHARED_DATA"]:
+            mp.delenv(key)
+        mp.setenv("SETLIST_HOME", str(tmp_path_factory.mktemp("evaluation") / "home"))
+        settings = load_settings()
+        mp.setenv("DAGSTER_HOME", str(settings.dagster_home))
+        prepare_home(settings)
+        defs = build_definitions(settings)
+        state = Home(settings, defs, dg.DagsterInstance.get(), {})
+        for stage in ("foundation", "synthetic", "training", "candidates", "comparison"):
+            state.results[stage] = state.run_stage(stage)
+        yield state
+
+
+def _runs(client: MlflowClient, experiment: str) -> dict[str, str]:
+    found = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return {r.info.run_id: r.info.run_name for r in found}
+
+
+def test_each_candidate_gets_one_run_per_golden_set_and_one_assistant_version(home: Home) -> None:
+    client = home.client()
+    assert sorted(_runs(client, EXPERIMENTS["golden_curated"]).values()) == sorted(
+        [CHAMPION_KEY, CHALLENGER_KEY]
+    )
+    assert sorted(_runs(client, EXPERIMENTS["golden_cpcd"]).values()) == sorted(
+        [CHAMPION_KEY, CHALLENGER_KEY, "bm25-baseline"]
+    )
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name(EXPERIMENTS["golden_curated"]).experiment_id],
+        filter_string=f"tags.`setlist.candidate` = '{CHALLENGER_KEY}'",
+    )
+    assert run.data.params["retriever"] == "bm25" and run.data.params["judge_version"] == "response_rules@v1"
+    assert {"golden_curated_version", "golden_cpcd_version", "parser"} <= run.data.params.keys()
+    assert "judge_calibration.curated_rating.kappa" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"results.parquet", "candidate.json", "intent_confusion.png"} <= artifacts
+    versions = client.search_model_versions(f"name = '{ASSISTANT_MODEL}'")
+    assert sorted(v.tags["candidate"] for v in versions) == sorted([CHAMPION_KEY, CHALLENGER_KEY])
+    assert all(v.source.endswith("/candidate.json") for v in versions)
+
+    (meta,) = home.metadata("candidates", "candidate_evaluation")[:1]
+    assert (
+        0 <= meta["turn_success"] <= 1
+        and meta["judge_calibration"]["groundedness"]["label_set"] == "curated_rating"
+    )
+    table = pl.read_parquet(home.settings.assets_dir / "candidate_evaluation" / f"{CHALLENGER_KEY}.parquet")
+    assert set(table["golden_set"]) == {"golden_curated", "golden_cpcd"}
+
+
+def test_gate_decides_once_and_the_alias_follows_the_decision(home: Home) -> None:
+    (meta,) = home.metadata("comparison", "champion_gate")
+    decision_md = meta[f"gate: {CHALLENGER_KEY}"]
+    assert "turn_success (primary)" in decision_md and "safety" in decision_md and "latency_ms" in decision_md
+    assert meta["champion_before"] == CHAMPION_KEY
+    gate = pl.read_parquet(home.settings.assets_dir / "champion_gate.parquet")
+    assert gate["challenger"].to_list() == [CHALLENGER_KEY]
+    promoted = gate["promoted"][0]
+    expected = CHALLENGER_KEY if promoted else CHAMPION_KEY
+    champion = home.client().get_model_version_by_alias(ASSISTANT_MODEL, CHAMPION)
+    assert champion.tags["candidate"] == expected == meta["champion_after"]
+    assert meta["decision"].startswith("promote" if promoted else "keep")
+
+    from orchestration.assistant_loader import load_chat_assistant
+
+    assert expected in load_chat_assistant(home.settings).description
+
+
+def test_report_is_self_contained(home: Home) -> None:
+    (meta,) = home.metadata("comparison", "eval_report")
+    path = home.settings.home_dir / "reports" / "eval_report.html"
+    assert meta["path"] == str(path)
+    html = path.read_text()
+    assert html.count("data:image/png;base64,") >= 5  # CIs, hit by turn, two confusions, calibration
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+
+
+def test_rerunning_unchanged_evaluations_adds_no_mlflow_runs(home: Home) -> None:
+    client = home.client()
+    before = {name: _runs(client, name) for name in EXPERIMENTS.values()}
+    versions = len(client.search_model_versions(f"name = '{ASSISTANT_MODEL}'"))
+
+    for stage in ("candidates", "comparison"):  # the assistant replays again: only its timings change
+        assert all(r.success for r in home.run_stage(stage))
+
+    assert {name: _runs(client, name) for name in EXPERIMENTS.values()} == before
+    assert len(client.search_model_versions(f"name = '{ASSISTANT_MODEL}'")) == versions

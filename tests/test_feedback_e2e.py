@@ -1,0 +1,78 @@
+"""interaction_logs and preference_pairs materialized offline with their checks, exports on disk."""
+
+import json
+
+import dagster as dg
+import polars as pl
+from conftest import require_shared
+
+import assets.catalog
+import assets.feedback
+import assets.golden
+import assets.synthetic
+import assets.taxonomy
+from assets.intent import build_intent_assets
+from models.synthetic.grammar import VERSION
+from orchestration.definitions import build_resources
+
+
+def test_preference_pairs_and_interaction_logs_materialize_offline(settings, tmp_path):
+    require_shared("cpcd/cpcd_v1.dialogs.dev.train.jsonl")
+    resources = build_resources(settings.model_copy(update={"synthetic_conversations": 150}))
+    instance = dg.DagsterInstance.ephemeral()
+    key = assets.synthetic.partition_key("grammar", VERSION)
+    instance.add_dynamic_partitions(assets.synthetic.SYNTHETIC_PARTITIONS.name, [key])
+    foundation = dg.load_assets_from_modules([assets.catalog, assets.taxonomy, assets.golden])
+    assert dg.materialize(foundation, instance=instance, resources=resources).success
+    synthetic = dg.load_assets_from_modules([assets.synthetic])
+    sources = [s for a in foundation for s in a.to_source_assets()]
+    assert dg.materialize(
+        [*synthetic, *sources], partition_key=key, instance=instance, resources=resources
+    ).success
+    training_set = [
+        a
+        for a in build_intent_assets()[0]
+        if "intent_training_set" in a.keys_by_output_name.values().__repr__()
+    ]
+    upstream = [*sources, *(s for a in synthetic for s in a.to_source_assets())]
+    assert dg.materialize([*training_set, *upstream], instance=instance, resources=resources).success
+
+    feedback = [
+        assets.feedback.interaction_logs_assets,
+        assets.feedback.preference_pairs,
+        assets.feedback.preference_pairs_expectations,
+        assets.feedback.preference_pairs_skew,
+    ]
+    result = dg.materialize(
+        [*feedback, *upstream, *(s for a in training_set for s in a.to_source_assets())],
+        instance=instance,
+        resources=resources,
+        run_config={
+            "ops": {
+                "interaction_logs_assets": {"config": {"listeners": 60, "sessions_per_listener": 2}},
+                "preference_pairs": {"config": {"judge_conversations": 40}},
+            }
+        },
+    )
+    assert result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["preference_pairs_expectations"].passed, checks["preference_pairs_expectations"].metadata
+
+    pairs = result.output_for_node("preference_pairs")
+    assert set(pairs["source"]) == {"cpcd_likes", "judge_pairwise", "user_feedback"}
+    assert (pairs["chosen"] != pairs["rejected"]).all()
+    logs = result.output_for_node("interaction_logs_assets", "interaction_logs")
+    assert 50 < logs["user_id"].n_unique() <= 60 and set(logs["variant"]) == {assets.feedback.STAND_IN}
+
+    [event] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "preference_pairs"
+    ]
+    meta = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
+    exported = pl.read_parquet(meta["export_parquet"])
+    assert exported.columns[:3] == ["prompt", "chosen", "rejected"] and exported.height == pairs.height
+    with open(meta["export_jsonl"]) as lines:
+        first = json.loads(next(lines))
+    assert {"prompt", "chosen", "rejected", "source"} <= first.keys()
+    assert str(settings.exports_dir) in meta["export_jsonl"]
