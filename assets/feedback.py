@@ -33,8 +33,6 @@ from models.feedback.online import (
     session_table,
 )
 from models.feedback.preferences import (
-    CPCD_PREFERENCE_SHARE,
-    CPCD_SPLIT_SALT,
     PairExtraction,
     combine,
     cpcd_pairs,
@@ -45,6 +43,7 @@ from models.feedback.preferences import (
     synthetic_responses,
 )
 from models.feedback.simulator import AssistantServer, ListenerPopulation, simulate
+from models.golden.cpcd import CPCD_PREFERENCE_SHARE, CPCD_SPLIT_SALT
 from models.llm import LLMUnavailable
 from models.taxonomy import Taxonomy
 from orchestration.llm_resource import LLMGatewayResource
@@ -229,7 +228,7 @@ def preference_pairs(
             "judge": "llm pairwise, both orders" if gateway else "response_rules code grader (offline)",
             "judge_versions": ", ".join(sorted(set(pairs["judge_version"].drop_nulls()))) or "none",
             "cpcd_split": f"sha256('{CPCD_SPLIT_SALT}:<conversation_id>') < {CPCD_PREFERENCE_SHARE} -> preference "
-            "training, else evaluation (models.feedback.preferences.cpcd_part)",
+            "training, else evaluation (models.golden.cpcd.cpcd_part)",
             "length_bias": preview(length_bias(pairs), rows=5),
             "intent_shares": preview(intent_shares(pairs), rows=12),
             "export_jsonl": dg.MetadataValue.path(str(paths["jsonl"])),

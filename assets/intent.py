@@ -107,22 +107,22 @@ def build_intent_assets(
         training_hash = content_hash(intent_training_set)
         model_fingerprint = fingerprint(training_hash, taxonomy_hash(tree), hp, platform.seed)
         client = mlflow.client()
-        registered = find_registered(client, model_fingerprint)
-        if registered is None:
-            trained = train(intent_training_set, tree, hp, platform.seed)
-            params = {
-                **hp.as_params(),
-                "training_partition": partition,
-                "training_set_hash": training_hash,
-                "taxonomy_hash": taxonomy_hash(tree),
-                "code_version": TRAINING_CODE_VERSION,
-                "seed": str(platform.seed),
-                "train_rows": str(trained.train_rows),
-                "validation_rows": str(trained.validation_rows),
-            }
-            registered = log_and_register(
-                client, mlflow.experiment_id(EXPERIMENT), trained, model_fingerprint, params
-            )
+        experiment_id = mlflow.experiment_id(EXPERIMENT)
+        with mlflow.registry_lock():  # a concurrent run waits, then finds this fingerprint registered
+            registered = find_registered(client, model_fingerprint)
+            if registered is None:
+                trained = train(intent_training_set, tree, hp, platform.seed)
+                params = {
+                    **hp.as_params(),
+                    "training_partition": partition,
+                    "training_set_hash": training_hash,
+                    "taxonomy_hash": taxonomy_hash(tree),
+                    "code_version": TRAINING_CODE_VERSION,
+                    "seed": str(platform.seed),
+                    "train_rows": str(trained.train_rows),
+                    "validation_rows": str(trained.validation_rows),
+                }
+                registered = log_and_register(client, experiment_id, trained, model_fingerprint, params)
         return dg.Output(
             _model_row(registered, partition), metadata=_model_metadata(registered, intent_training_set)
         )

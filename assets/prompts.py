@@ -36,10 +36,11 @@ def build_prompt_versions(prompts_dir: Path) -> dg.AssetsDefinition:
     def prompt_versions(mlflow: MLflowTracking) -> dg.Output[pl.DataFrame]:
         client = mlflow.client()
         rows = []
-        for name in prompt_names(prompts_dir):
-            spec = load_prompt(name, prompts_dir)
-            synced = sync_prompt(client, spec, spec.schema())
-            rows.append({**synced.__dict__, "uri": synced.uri})
+        with mlflow.registry_lock():
+            for name in prompt_names(prompts_dir):
+                spec = load_prompt(name, prompts_dir)
+                synced = sync_prompt(client, spec, spec.schema())
+                rows.append({**synced.__dict__, "uri": synced.uri})
         table = pl.DataFrame(rows, schema=PROMPT_VERSIONS_SCHEMA)
         return dg.Output(
             table,

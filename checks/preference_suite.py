@@ -16,7 +16,8 @@ import polars as pl
 
 from checks.golden_leakage import leaked_turns
 from checks.gx_runner import ExpectationOutcome, SuiteOutcome, run_suite
-from models.feedback.preferences import PAIR_SCHEMA, SOURCES, cpcd_evaluation_turns
+from models.feedback.preferences import PAIR_SCHEMA, SOURCES
+from models.golden.cpcd import cpcd_evaluation_turns
 
 LENGTH_BIAS_BOUNDS = (0.35, 0.65)
 MAX_INTENT_SHARE = 0.6

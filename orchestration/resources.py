@@ -1,5 +1,10 @@
 """Dagster resources: how assets reach configuration, the catalog source and MLflow."""
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import dagster as dg
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -49,12 +54,31 @@ class MLflowTracking(dg.ConfigurableResource):
 
     def client(self) -> MlflowClient:
         mlflow.set_tracking_uri(self.tracking_uri)
-        return MlflowClient(self.tracking_uri)
+        with self.registry_lock():
+            # The first touch of each store creates the SQLite schema; two processes doing it at once collide.
+            client = MlflowClient(self.tracking_uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        return client
 
     def experiment_id(self, name: str) -> str:
         """Get or create an experiment whose artifacts live under `artifact_root/name`."""
         client = self.client()
-        existing = client.get_experiment_by_name(name)
-        if existing is not None:
-            return existing.experiment_id
-        return client.create_experiment(name, artifact_location=f"{self.artifact_root.rstrip('/')}/{name}")
+        with self.registry_lock():
+            existing = client.get_experiment_by_name(name)
+            if existing is not None:
+                return existing.experiment_id
+            return client.create_experiment(name, artifact_location=f"{self.artifact_root.rstrip('/')}/{name}")
+
+    @contextmanager
+    def registry_lock(self) -> Iterator[None]:
+        """Serialise get-or-create writes (experiments, prompt and model versions) between processes sharing
+        the local SQLite store: two concurrent `setlist run`s would otherwise both register the same version."""
+        if not self.tracking_uri.startswith("sqlite:///"):
+            yield  # a shared server: production runs are serialised per asset by Dagster, not by a file lock
+            return
+        lock_file = Path(self.tracking_uri.removeprefix("sqlite:///")).with_suffix(".lock")
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        with lock_file.open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+            yield

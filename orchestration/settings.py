@@ -3,6 +3,8 @@
 Nested groups use a double underscore: `SETLIST_CATALOG__KIND=cpcd`, `SETLIST_LLM__BASE_URL=...`.
 """
 
+import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -12,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dagster._utils.schedules import is_valid_cron_string
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as EnvParseError
 
 from models.llm.config import GatewayConfig
 
@@ -168,6 +171,12 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as err:
         problems = "; ".join(f"{env_var_for(e['loc'])}: {e['msg']}" for e in err.errors())
         raise SettingsError(f"invalid Setlist settings: {problems}") from None
+    except EnvParseError as err:
+        # pydantic-settings names only the group ('field "catalog"') when a JSON-valued variable does not parse.
+        field = re.search(r'field "(\w+)"', str(err))
+        prefix = env_var_for((field[1],)) if field else ENV_PREFIX
+        suspects = ", ".join(sorted(k for k in os.environ if k.startswith(prefix))) or prefix
+        raise SettingsError(f"invalid Setlist settings: {suspects}: a JSON value does not parse ({err.__cause__})") from None
     if problems := settings.profile_problems():
         raise SettingsError(f"invalid Setlist settings for profile {settings.profile}: {'; '.join(problems)}")
     return settings

@@ -7,13 +7,11 @@ from models.eval.judges import ResponseItem, Verdict
 from models.feedback.preferences import (
     PAIR_SCHEMA,
     JudgedTurn,
-    cpcd_evaluation_turns,
     cpcd_pairs,
-    cpcd_part,
     llm_judged_pairs,
     rated_pairs,
 )
-from models.golden.cpcd import TURNS_SCHEMA
+from models.golden.cpcd import TURNS_SCHEMA, cpcd_evaluation_turns, cpcd_part
 from models.golden.curated import ShownTrack
 
 

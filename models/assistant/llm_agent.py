@@ -18,7 +18,7 @@ from models.assistant.state import DialogueState
 from models.assistant.stories import describe_constraint
 from models.assistant.tools import Toolbox, tool_definitions
 from models.llm import LLMGateway, LLMRequest
-from models.prompts import PLACEHOLDER, load_prompt
+from models.prompts import PLACEHOLDER, data_json, load_prompt
 from models.taxonomy import Taxonomy
 
 AGENT_PROMPT = "assistant_agent"
@@ -138,4 +138,4 @@ class LLMAgent:
             "constraints_in_force": describe_constraint(task.state.constraint, self.taxonomy),
             "shown_track_ids": task.state.shown,
         }
-        return self.prompt.render(data=json.dumps(data, ensure_ascii=False))
+        return self.prompt.render(data=data_json(data))

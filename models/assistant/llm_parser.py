@@ -5,7 +5,6 @@ needs_clarification with confidence 0 and its failure reason: the assistant then
 guessing, and evaluation can count the failures.
 """
 
-import json
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -13,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from models.assistant.parsing import ParseResult
 from models.labels import Intent, Slots, TurnLabels
 from models.llm import LLMGateway, LLMRequest
-from models.prompts import load_prompt
+from models.prompts import data_json, load_prompt
 from models.taxonomy import Taxonomy
 
 PARSER_PROMPT = "parse_request"
@@ -57,7 +56,7 @@ class LLMParser:
             LLMRequest(
                 messages=self.prompt.render(
                     glossary=self._glossary,
-                    data=json.dumps({"conversation": list(history), "turn": text}, ensure_ascii=False),
+                    data=data_json({"conversation": list(history), "turn": text}),
                 ),
                 output_schema=ParsedTurn,
                 params=self.prompt.model_parameters,

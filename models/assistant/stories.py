@@ -6,7 +6,6 @@ track_story.yaml through the gateway; catalog and user text go into a delimited 
 and the output guard replaces any answer that repeats the system prompt.
 """
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.assistant.output_guard import OutputGuard
 from models.labels import Constraint
 from models.llm import LLMGateway, LLMRequest
-from models.prompts import PLACEHOLDER, load_prompt
+from models.prompts import PLACEHOLDER, data_json, load_prompt
 from models.taxonomy import Taxonomy
 
 STORY_PROMPT = "track_story"
@@ -163,12 +162,11 @@ class LLMStoryteller:
             k: item.card[k]
             for k in ("title", "artists", "album", "duration_s", "genres", "moods", "instruments")
         }
-        return json.dumps(
+        return data_json(
             {
                 "request": item.request,
                 "requested": describe_constraint(item.constraint, self.taxonomy),
                 "track": track,
                 "facts": card_facts(item.card),
-            },
-            ensure_ascii=False,
+            }
         )

@@ -37,6 +37,7 @@ from models.eval.judges import (
     acceptable_from_rating,
 )
 from models.eval.stats import Agreement, judge_agreement
+from models.golden.cpcd import cpcd_evaluation_turns
 from models.golden.curated import RATING_SCALE, ShownTrack
 from models.llm import BatchStats, LLMGateway
 from models.taxonomy import Taxonomy
@@ -392,8 +393,9 @@ def golden_tasks(
     max_cpcd_items: int = 600,
     seed: int = 7,
 ) -> CalibrationTasks:
+    # Only CPCD's evaluation part: the rest trains preference pairs and must stay unseen by evaluation.
     return CalibrationTasks(
-        relevance=cpcd_relevance_task(cpcd_turns, cpcd_corpus, max_cpcd_items, seed),
+        relevance=cpcd_relevance_task(cpcd_evaluation_turns(cpcd_turns), cpcd_corpus, max_cpcd_items, seed),
         responses=curated_response_task(ratings, curated_turns),
         pairs=curated_pairs_task(ratings, curated_turns, seed),
     )

@@ -44,7 +44,7 @@ from models.eval.metrics import (
     slot_report,
 )
 from models.eval.stats import bootstrap_mean_ci
-from models.golden.cpcd import BASELINE_KS, CpcdGolden, run_bm25_baseline
+from models.golden.cpcd import BASELINE_KS, CpcdGolden, cpcd_evaluation_turns, run_bm25_baseline
 from models.golden.curated import Behaviour, ShownTrack
 from models.intent.slots import slot_pairs
 from models.labels import Constraint, Intent, Slots, TurnLabels
@@ -52,7 +52,7 @@ from models.prompts import PLACEHOLDER, load_prompt
 from models.taxonomy import Taxonomy
 
 CURATED, CPCD = "golden_curated", "golden_cpcd"
-EVAL_VERSION = "eval-v1"  # part of every MLflow fingerprint: bump it when a per-item definition changes
+EVAL_VERSION = "eval-v2"  # part of every MLflow fingerprint: bump it when a per-item definition changes
 PRIMARY = "turn_success"
 CI_METRICS = {
     CURATED: ("turn_success", "groundedness", "safe"),
@@ -278,7 +278,11 @@ def judge_note_metrics(notes: Mapping[str, Mapping[str, Any]]) -> dict[str, floa
 def evaluate_cpcd(
     turns: pl.DataFrame, corpus: pl.DataFrame, config: RetrieverConfig, candidate: str, golden_version: str
 ) -> Evaluation:
-    """Rank the CPCD corpus with `config` for every turn with a liked track (one index build per call)."""
+    """Rank the CPCD corpus with `config` for every evaluation-part turn with a liked track.
+
+    Only the evaluation part of CPCD counts: the other part trains preference pairs (models/feedback).
+    """
+    turns = cpcd_evaluation_turns(turns)
     golden = CpcdGolden(CPCD, golden_version, turns, corpus, empty_quarantine(), empty_quarantine())
     run = run_bm25_baseline(golden, config=config, ks=BASELINE_KS)
     results = run.results.with_columns(

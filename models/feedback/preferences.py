@@ -2,7 +2,7 @@
 
 - cpcd_likes: within one CPCD turn, a liked track beats a disliked one (a real listener's judgement).
   CPCD is also an evaluation set, so its conversations are split by a hash of their id: pairs come only
-  from the preference-training part; `cpcd_part` / `cpcd_evaluation_turns` give evaluation the rest.
+  from the preference-training part; models.golden.cpcd `cpcd_evaluation_turns` gives evaluation the rest.
 - judge_pairwise: responses of assistant variants to the same SYNTHETIC turn (not an evaluation item),
   compared by a judge: offline the ResponseRulesGrader's ratings (higher rated is chosen), online the
   LLM pairwise judge asked in both orders. Ties and order disagreements are dropped and counted.
@@ -18,13 +18,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 
 from models.assistant.assistant import Assistant
 from models.assistant.replay import replay
 from models.eval.judges import LLMPairwiseJudge, PairItem, ResponseItem, ResponseRulesGrader
+from models.golden.cpcd import with_cpcd_part
 from models.golden.curated import DEFAULT_BEHAVIOUR, Behaviour, ShownTrack
 from models.labels import Intent, Slots, TurnLabels, constraints_over
 from models.taxonomy import CATALOG_COLUMN, Taxonomy
@@ -46,30 +47,6 @@ PAIR_SCHEMA = pl.Schema(
         "judge_version": pl.String,  # judge_pairwise only
     }
 )
-
-# 30% of CPCD conversations train preferences; 70% stay for evaluation. Versioned salt: changing the rule
-# must change the name, or evaluation numbers silently stop being comparable.
-CPCD_PREFERENCE_SHARE = 0.3
-CPCD_SPLIT_SALT = "setlist-cpcd-split-v1"
-CpcdPart = Literal["evaluation", "preference_training"]
-
-
-def cpcd_part(conversation_id: str) -> CpcdPart:
-    """Which part a CPCD conversation belongs to; depends only on its id, so it never moves."""
-    digest = hashlib.sha256(f"{CPCD_SPLIT_SALT}:{conversation_id}".encode()).digest()
-    unit = int.from_bytes(digest[:8], "big") / 2**64
-    return "preference_training" if unit < CPCD_PREFERENCE_SHARE else "evaluation"
-
-
-def with_cpcd_part(turns: pl.DataFrame) -> pl.DataFrame:
-    return turns.with_columns(
-        pl.col("conversation_id").map_elements(cpcd_part, return_dtype=pl.String).alias("cpcd_part")
-    )
-
-
-def cpcd_evaluation_turns(turns: pl.DataFrame) -> pl.DataFrame:
-    """The CPCD turns evaluation may use: none of them ever produces a preference pair."""
-    return with_cpcd_part(turns).filter(pl.col("cpcd_part") == "evaluation").drop("cpcd_part")
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -196,3 +196,28 @@ def run_bm25_baseline(
         **{name: pl.Series(np.asarray(values, dtype=np.float64)) for name, values in report.per_turn.items()},
     )
     return BaselineRun(results, report)
+
+
+# 30% of CPCD conversations train preferences (models/feedback); 70% stay for evaluation. Versioned salt:
+# changing the rule must change the name, or evaluation numbers silently stop being comparable.
+CPCD_PREFERENCE_SHARE = 0.3
+CPCD_SPLIT_SALT = "setlist-cpcd-split-v1"
+CpcdPart = Literal["evaluation", "preference_training"]
+
+
+def cpcd_part(conversation_id: str) -> CpcdPart:
+    """Which part a CPCD conversation belongs to; depends only on its id, so it never moves."""
+    digest = hashlib.sha256(f"{CPCD_SPLIT_SALT}:{conversation_id}".encode()).digest()
+    unit = int.from_bytes(digest[:8], "big") / 2**64
+    return "preference_training" if unit < CPCD_PREFERENCE_SHARE else "evaluation"
+
+
+def with_cpcd_part(turns: pl.DataFrame) -> pl.DataFrame:
+    return turns.with_columns(
+        pl.col("conversation_id").map_elements(cpcd_part, return_dtype=pl.String).alias("cpcd_part")
+    )
+
+
+def cpcd_evaluation_turns(turns: pl.DataFrame) -> pl.DataFrame:
+    """The CPCD turns evaluation may use: none of them ever produces a preference pair."""
+    return with_cpcd_part(turns).filter(pl.col("cpcd_part") == "evaluation").drop("cpcd_part")

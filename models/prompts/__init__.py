@@ -102,5 +102,12 @@ def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> PromptSpec:
     )
 
 
+def data_json(value: object) -> str:
+    """JSON for a prompt's <data> block: '<', '>' and '&' are \\u-escaped, so no catalog title or listener turn
+    can close the fence and speak outside it."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def prompt_names(directory: Path = PROMPTS_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.yaml"))
