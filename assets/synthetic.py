@@ -7,6 +7,7 @@ import polars as pl
 
 from assets.ui_metadata import counts_table, preview, suite_metadata
 from checks.synthetic_suite import validate_synthetic
+from models.golden.cpcd import cpcd_evaluation_turns
 from models.labels import conversations_to_frame
 from models.synthetic import ConversationGenerator
 from models.synthetic.grammar import GrammarGenerator
@@ -77,12 +78,15 @@ def synthetic_assets(
     llm: LLMGatewayResource,
     catalog: pl.DataFrame,
     taxonomy: pl.DataFrame,
+    golden_curated: pl.DataFrame,
+    golden_cpcd: pl.DataFrame,
 ):
     tree = Taxonomy.from_table(taxonomy)
     generator = _generator(context.partition_key, tree, catalog, llm)
     generation = generator.generate(platform.synthetic_conversations, seed=platform.seed)
-    # Golden sets are not an input yet: once they are, their texts go in as eval_texts.
-    result = postprocess(generation.conversations, tree, eval_texts=())
+    result = postprocess(
+        generation.conversations, tree, eval_texts=evaluation_texts(golden_curated, golden_cpcd)
+    )
     turns = conversations_to_frame(result.kept)
     rejects = rejects_to_frame([*generation.rejected, *result.rejected])
 
@@ -123,14 +127,26 @@ def synthetic_assets(
     )
 
 
+def evaluation_texts(golden_curated: pl.DataFrame, golden_cpcd: pl.DataFrame) -> list[str]:
+    """What training data must not (nearly) repeat: curated turns and the CPCD evaluation part's queries."""
+    return [*golden_curated["text"], *cpcd_evaluation_turns(golden_cpcd)["user_query"]]
+
+
 @dg.asset_check(
     asset="synthetic_conversations",
     blocking=True,
-    additional_ins={"taxonomy": dg.AssetIn()},
+    additional_ins={"taxonomy": dg.AssetIn(), "golden_curated": dg.AssetIn(), "golden_cpcd": dg.AssetIn()},
     description="Schema, every slot a taxonomy node, each intent within 2-40% of turns, no eval leakage.",
 )
 def synthetic_expectations(
-    synthetic_conversations: pl.DataFrame, taxonomy: pl.DataFrame
+    synthetic_conversations: pl.DataFrame,
+    taxonomy: pl.DataFrame,
+    golden_curated: pl.DataFrame,
+    golden_cpcd: pl.DataFrame,
 ) -> dg.AssetCheckResult:
-    outcome = validate_synthetic(synthetic_conversations, taxonomy["node_id"].to_list(), eval_texts=())
+    outcome = validate_synthetic(
+        synthetic_conversations,
+        taxonomy["node_id"].to_list(),
+        eval_texts=evaluation_texts(golden_curated, golden_cpcd),
+    )
     return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))

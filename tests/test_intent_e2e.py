@@ -8,6 +8,7 @@ import polars as pl
 from mlflow import MlflowClient
 
 import assets.catalog
+import assets.golden
 import assets.synthetic
 import assets.taxonomy
 from assets.intent import build_intent_assets
@@ -26,7 +27,7 @@ def test_intent_model_registers_once_and_parses(settings: Settings) -> None:
     instance = dg.DagsterInstance.ephemeral()
     key = assets.synthetic.partition_key("grammar", VERSION)
     instance.add_dynamic_partitions(assets.synthetic.SYNTHETIC_PARTITIONS.name, [key])
-    upstream = dg.load_assets_from_modules([assets.catalog, assets.taxonomy])
+    upstream = dg.load_assets_from_modules([assets.catalog, assets.taxonomy, assets.golden])
     dg.materialize(upstream, instance=instance, resources=resources)
     synthetic = dg.load_assets_from_modules([assets.synthetic])
     dg.materialize(

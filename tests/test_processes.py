@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_security_secrets import listening_addresses
 
 from orchestration.settings import REPO_ROOT
 
@@ -113,6 +114,9 @@ def test_setlist_ui_starts_both_uis_and_stops_on_ctrl_c(settings):
             assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(urls["Dagster"] + "/server_info", timeout=10) as response:
             assert response.status == 200
+        # Every socket the UIs and their children (webserver, daemon, code server, MLflow workers) listen on.
+        addresses = listening_addresses(ui.pid)
+        assert addresses and addresses <= {"127.0.0.1", "::1"}, addresses
         with urllib.request.urlopen(urls["MLflow"] + "/health", timeout=10) as response:
             assert response.status == 200
     finally:

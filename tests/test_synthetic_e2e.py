@@ -3,6 +3,7 @@
 import dagster as dg
 
 import assets.catalog
+import assets.golden
 import assets.synthetic
 import assets.taxonomy
 from models.synthetic.grammar import VERSION
@@ -11,18 +12,18 @@ from orchestration.settings import Settings
 
 
 def test_grammar_partition_materializes_with_checks_passing(settings: Settings) -> None:
-    modules = [assets.catalog, assets.taxonomy, assets.synthetic]
+    upstream = [assets.catalog, assets.taxonomy, assets.golden]  # golden texts are the leakage reference
     resources = build_resources(settings.model_copy(update={"synthetic_conversations": 300}))
     instance = dg.DagsterInstance.ephemeral()
     key = assets.synthetic.partition_key("grammar", VERSION)
     instance.add_dynamic_partitions(assets.synthetic.SYNTHETIC_PARTITIONS.name, [key])
-    dg.materialize(dg.load_assets_from_modules(modules[:2]), instance=instance, resources=resources)
+    dg.materialize(dg.load_assets_from_modules(upstream), instance=instance, resources=resources)
 
     result = dg.materialize(
         [
             *dg.load_assets_from_modules([assets.synthetic]),
             *dg.load_asset_checks_from_modules([assets.synthetic]),
-            *(s for a in dg.load_assets_from_modules(modules[:2]) for s in a.to_source_assets()),
+            *(s for a in dg.load_assets_from_modules(upstream) for s in a.to_source_assets()),
         ],
         partition_key=key,
         instance=instance,
