@@ -34,6 +34,8 @@ class OfflineParser:
                 raise LookupError(
                     f"no {INTENT_MODEL} version has alias {alias!r}; materialize intent_model first"
                 )
+        # load_model resolves models:/ URIs against the global tracking URI, so point it at this client's store.
+        mlflow.set_tracking_uri(client.tracking_uri)
         model = mlflow.pyfunc.load_model(f"models:/{INTENT_MODEL}/{version}")
         return cls(model, version, taxonomy)
 
