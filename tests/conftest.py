@@ -3,9 +3,12 @@
 import os
 from pathlib import Path
 
+import polars as pl
 import pytest
 
-from orchestration.settings import REPO_ROOT, Settings, load_settings
+from models.catalog.sources import CatalogSourceSpec, read_catalog
+from models.taxonomy import Taxonomy, load_curated
+from orchestration.settings import BUNDLED_DATA, REPO_ROOT, Settings, load_settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -22,6 +25,18 @@ def require_shared(relative: str) -> Path:
             pytest.fail(f"{path} is missing; CI must have ../shared/data")
         pytest.skip(f"{path} not present")
     return path
+
+
+@pytest.fixture(scope="session")
+def taxonomy() -> Taxonomy:
+    """The curated taxonomy as shipped (data/taxonomy.yaml)."""
+    return load_curated(BUNDLED_DATA / "taxonomy.yaml")
+
+
+@pytest.fixture(scope="session")
+def catalog() -> pl.DataFrame:
+    """The bundled 5,000-track MTG-Jamendo sample through its adapter."""
+    return read_catalog(CatalogSourceSpec()).kept
 
 
 @pytest.fixture

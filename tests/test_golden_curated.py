@@ -10,13 +10,6 @@ import yaml
 from checks.golden_leakage import leaked_turns
 from models.golden.curated import CURATED_DIR, GoldenSetError, content_hash, load_curated_set
 from models.labels import Intent
-from models.taxonomy import load_curated
-from orchestration.settings import BUNDLED_DATA
-
-
-@pytest.fixture(scope="module")
-def taxonomy():
-    return load_curated(BUNDLED_DATA / "taxonomy.yaml")
 
 
 def test_real_set_is_large_valid_and_covers_every_intent(taxonomy):

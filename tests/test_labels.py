@@ -1,12 +1,10 @@
 """The shared label schema: validation against the taxonomy, state across turns, retrieval ground truth."""
 
-from pathlib import Path
 
 import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from models.catalog.sources import CatalogSourceSpec, read_catalog
 from models.labels import (
     Constraint,
     DurationRange,
@@ -18,18 +16,6 @@ from models.labels import (
     constraints_over,
     satisfying_tracks,
 )
-from models.taxonomy import Taxonomy, load_curated
-from orchestration.settings import BUNDLED_DATA
-
-
-@pytest.fixture(scope="module")
-def taxonomy() -> Taxonomy:
-    return load_curated(Path(BUNDLED_DATA / "taxonomy.yaml"))
-
-
-@pytest.fixture(scope="module")
-def catalog() -> pl.DataFrame:
-    return read_catalog(CatalogSourceSpec()).kept
 
 
 def turn(intent: str, **slots: object) -> TurnLabels:

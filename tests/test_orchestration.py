@@ -1,7 +1,7 @@
 """Schedules, sensors and declarative automation, evaluated with Dagster's own test helpers."""
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -21,7 +21,7 @@ def test_schedules_follow_settings_and_request_runs(settings, monkeypatch):
 
     instance = dg.DagsterInstance.get()
     synthetic = defs.resolve_schedule_def("weekly_synthetic_refresh")
-    when = datetime(2026, 11, 23, 4, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 23, 4, tzinfo=UTC)
     requests = synthetic(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
     assert [r.partition_key for r in requests] == ["grammar-v1"]
     assert instance.get_dynamic_partitions("synthetic_generator") == ["grammar-v1"]

@@ -2,12 +2,9 @@
 
 import collections
 import json
-from pathlib import Path
 
-import polars as pl
 import pytest
 
-from models.catalog.sources import CatalogSourceSpec, read_catalog
 from models.labels import (
     Conversation,
     Intent,
@@ -19,20 +16,8 @@ from models.labels import (
 )
 from models.synthetic.grammar import GrammarGenerator
 from models.synthetic.postprocess import NearDuplicateIndex, PostprocessConfig, postprocess
-from models.taxonomy import Taxonomy, load_curated
-from orchestration.settings import BUNDLED_DATA
 
 N = 300
-
-
-@pytest.fixture(scope="module")
-def taxonomy() -> Taxonomy:
-    return load_curated(Path(BUNDLED_DATA / "taxonomy.yaml"))
-
-
-@pytest.fixture(scope="module")
-def catalog() -> pl.DataFrame:
-    return read_catalog(CatalogSourceSpec()).kept
 
 
 @pytest.fixture(scope="module")

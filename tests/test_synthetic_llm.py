@@ -5,34 +5,21 @@ from __future__ import annotations
 import json
 import random
 import re
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
-from models.catalog.sources import CatalogSourceSpec, read_catalog
 from models.labels import TurnLabels
 from models.llm.test_server import FaultPlan
 from models.synthetic.grammar import GrammarGenerator
 from models.synthetic.llm_generator import LLMGenerator
 from models.synthetic.postprocess import postprocess
-from models.taxonomy import Taxonomy, load_curated
-from orchestration.settings import BUNDLED_DATA
+from models.taxonomy import Taxonomy
 
 pytest_plugins = ["conftest_llm"]
 
 N = 12
-
-
-@pytest.fixture(scope="module")
-def taxonomy() -> Taxonomy:
-    return load_curated(Path(BUNDLED_DATA / "taxonomy.yaml"))
-
-
-@pytest.fixture(scope="module")
-def catalog() -> pl.DataFrame:
-    return read_catalog(CatalogSourceSpec()).kept
 
 
 def _requested(body: dict[str, Any]) -> list[TurnLabels]:
