@@ -4,9 +4,9 @@ import great_expectations as gx
 import polars as pl
 
 from checks.gx_runner import ExpectationOutcome, SuiteOutcome, run_suite
+from checks.quarantine_rules import MAX_DURATION_S
 from models.catalog.schema import CATALOG_SCHEMA
 
-from checks.quarantine_rules import MAX_DURATION_S
 SOURCES = ["mtg_jamendo", "cpcd", "tabular"]
 
 
