@@ -157,7 +157,7 @@ def plain_steps(scope: str) -> Iterator[tuple[str, Callable[[dict[str, Any]], ob
     from models.candidates import Candidate
     from models.catalog.sources import CatalogSourceSpec, read_catalog
     from models.eval.calibration import EXPERIMENT, calibrate_judges, golden_tasks, log_calibration
-    from models.golden.cpcd import import_cpcd
+    from models.golden.cpcd import cpcd_evaluation_turns, import_cpcd
     from models.golden.curated import load_curated_set
     from models.intent import tracking, training
     from models.intent.classifier import IntentHyperparameters
@@ -224,7 +224,8 @@ def plain_steps(scope: str) -> Iterator[tuple[str, Callable[[dict[str, Any]], ob
         generation = GrammarGenerator(s["tree"], s["read"].kept).generate(
             settings.synthetic_conversations, seed=seed
         )
-        kept = postprocess(generation.conversations, s["tree"], eval_texts=()).kept
+        s["eval_texts"] = [*s["golden"].turns["text"], *cpcd_evaluation_turns(s["cpcd"].turns)["user_query"]]
+        kept = postprocess(generation.conversations, s["tree"], eval_texts=s["eval_texts"]).kept
         s["synthetic"] = conversations_to_frame(kept)
 
     def intent_model(s: dict[str, Any]) -> None:
@@ -267,7 +268,7 @@ def plain_steps(scope: str) -> Iterator[tuple[str, Callable[[dict[str, Any]], ob
     yield "synthetic_assets", synthetic
     yield (
         "synthetic_conversations_synthetic_expectations",
-        lambda s: validate_synthetic(s["synthetic"], list(node_ids(s)), eval_texts=()),
+        lambda s: validate_synthetic(s["synthetic"], list(node_ids(s)), eval_texts=s["eval_texts"]),
     )
     yield (
         "intent_training_set",
@@ -355,7 +356,9 @@ def print_table(rows: int, scope: str, dagster: dict[str, Any], plain: dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="1m", help=f"whole graph at this size, one of {','.join(SIZES)}")
+    parser.add_argument(
+        "--rows", default="1m", help=f"whole graph at this size, one of {','.join(SIZES)} ('' skips)"
+    )
     parser.add_argument(
         "--sourcing-rows", default="10m", help="sourcing + checks alone at this size ('' skips)"
     )
@@ -365,7 +368,7 @@ def main() -> None:
     if args.child:
         _child(*args.child)
         return
-    plan = [(args.rows, "full")] + ([(args.sourcing_rows, "sourcing")] if args.sourcing_rows else [])
+    plan = [(size, scope) for size, scope in ((args.rows, "full"), (args.sourcing_rows, "sourcing")) if size]
     with tempfile.TemporaryDirectory(prefix="setlist-scale-") as tmp:
         for size, scope in plan:
             catalog = scaled_copy(Path(args.src), SIZES[size], Path(tmp) / f"autotagging_{size}.tsv")

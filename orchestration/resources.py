@@ -68,7 +68,8 @@ class MLflowTracking(dg.ConfigurableResource):
             existing = client.get_experiment_by_name(name)
             if existing is not None:
                 return existing.experiment_id
-            return client.create_experiment(name, artifact_location=f"{self.artifact_root.rstrip('/')}/{name}")
+            artifacts = f"{self.artifact_root.rstrip('/')}/{name}"
+            return client.create_experiment(name, artifact_location=artifacts)
 
     @contextmanager
     def registry_lock(self) -> Iterator[None]:

@@ -176,7 +176,8 @@ def load_settings(**overrides: object) -> Settings:
         field = re.search(r'field "(\w+)"', str(err))
         prefix = env_var_for((field[1],)) if field else ENV_PREFIX
         suspects = ", ".join(sorted(k for k in os.environ if k.startswith(prefix))) or prefix
-        raise SettingsError(f"invalid Setlist settings: {suspects}: a JSON value does not parse ({err.__cause__})") from None
+        problem = f"{suspects}: a JSON value does not parse ({err.__cause__})"
+        raise SettingsError(f"invalid Setlist settings: {problem}") from None
     if problems := settings.profile_problems():
         raise SettingsError(f"invalid Setlist settings for profile {settings.profile}: {'; '.join(problems)}")
     return settings

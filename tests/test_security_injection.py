@@ -10,7 +10,6 @@ for bag-of-words retrieval, meaningless as an instruction), or a response repeat
 import json
 import random
 import re
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -19,14 +18,11 @@ from models.assistant.assistant import Assistant, Session, build_assistant
 from models.assistant.keyword_parser import KeywordParser
 from models.assistant.retrieval import CatalogIndex
 from models.candidates import Candidate
-from models.catalog.sources import CatalogSourceSpec, read_catalog
 from models.llm.test_server import Reply
 from models.prompts import load_prompt
-from models.taxonomy import Taxonomy, load_curated
 
 pytest_plugins = ["conftest_llm"]
 
-REPO = Path(__file__).resolve().parents[1]
 MARKER = "pwned"
 PLANTED = "planted-track"  # a metal track nobody asks for; every payload asks for it
 PAYLOADS = (
@@ -50,9 +46,8 @@ def _shuffled(text: str) -> str:
     return " ".join(sorted(words))  # same bag of words, no instruction left
 
 
-def _catalog(neutralize: bool) -> pl.DataFrame:
+def _catalog(base: pl.DataFrame, neutralize: bool) -> pl.DataFrame:
     """The bundled sample with a payload in every title and album, plus a planted track nobody asks for."""
-    base = read_catalog(CatalogSourceSpec(kind="mtg_jamendo")).kept
     payload = pl.Series([PAYLOADS[i % len(PAYLOADS)] for i in range(base.height)])
     if neutralize:
         payload = payload.map_elements(_shuffled, return_dtype=pl.String)
@@ -63,14 +58,10 @@ def _catalog(neutralize: bool) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def taxonomy() -> Taxonomy:
-    return load_curated(REPO / "data" / "taxonomy.yaml")
-
-
-@pytest.fixture(scope="module")
-def indexes(taxonomy) -> dict[str, CatalogIndex]:
+def indexes(catalog, taxonomy) -> dict[str, CatalogIndex]:
     return {
-        name: CatalogIndex.build(_catalog(name == "neutral"), taxonomy) for name in ("injected", "neutral")
+        name: CatalogIndex.build(_catalog(catalog, name == "neutral"), taxonomy)
+        for name in ("injected", "neutral")
     }
 
 
