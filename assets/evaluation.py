@@ -230,7 +230,8 @@ def candidate_evaluation(
         )
         for golden_set, evaluation in ((CURATED, curated), (CPCD, cpcd))
     }
-    registered = register_candidate(client, candidate, runs[CURATED].run_id)
+    with mlflow.registry_lock():  # a concurrent run must not register the same candidate twice
+        registered = register_candidate(client, candidate, runs[CURATED].run_id)
     m, r = curated.metrics, cpcd.metrics
     table = pl.concat([curated.results, cpcd.results], how="diagonal_relaxed")
     return dg.Output(
@@ -331,7 +332,8 @@ def champion_gate(
     }
     promotable = [key for key, d in decisions.items() if d.promote]
     best = max(promotable, key=lambda k: (decisions[k].challenger_mean, decisions[k].delta.low), default=None)
-    moved = promote(client, Candidate.from_key(best)) if best else []
+    with mlflow.registry_lock():
+        moved = promote(client, Candidate.from_key(best)) if best else []
     if champion not in curated:
         summary = (
             f"keep — the champion ({champion or 'none registered'}) has no evaluation on this golden version"
