@@ -1,6 +1,5 @@
 """Dagster resources: how assets reach configuration, the catalog source and MLflow."""
 
-import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +9,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from models.catalog.sources import CatalogRead, CatalogSourceSpec, read_catalog
+from orchestration.local_state import file_lock
 
 
 class PlatformConfig(dg.ConfigurableResource):
@@ -78,8 +78,5 @@ class MLflowTracking(dg.ConfigurableResource):
         if not self.tracking_uri.startswith("sqlite:///"):
             yield  # a shared server: production runs are serialised per asset by Dagster, not by a file lock
             return
-        lock_file = Path(self.tracking_uri.removeprefix("sqlite:///")).with_suffix(".lock")
-        lock_file.parent.mkdir(parents=True, exist_ok=True)
-        with lock_file.open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+        with file_lock(Path(self.tracking_uri.removeprefix("sqlite:///")).with_suffix(".lock")):
             yield

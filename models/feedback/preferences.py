@@ -103,8 +103,15 @@ def render_track(row: Mapping[str, Any]) -> str:
     return text
 
 
-def track_texts(catalog: pl.DataFrame) -> dict[str, str]:
-    return {row["track_id"]: render_track(row) for row in catalog.iter_rows(named=True)}
+def track_texts(catalog: pl.DataFrame, track_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """{track id: rendered track}, for `track_ids` only when given (a slate's worth, not the catalog)."""
+    return {row["track_id"]: render_track(row) for row in _only(catalog, track_ids).iter_rows(named=True)}
+
+
+def _only(catalog: pl.DataFrame, track_ids: Iterable[str] | None) -> pl.DataFrame:
+    if track_ids is None:
+        return catalog
+    return catalog.filter(pl.col("track_id").is_in(pl.Series(list(track_ids), dtype=pl.String).implode()))
 
 
 # --- CPCD -------------------------------------------------------------------------------------
@@ -112,10 +119,11 @@ def track_texts(catalog: pl.DataFrame) -> dict[str, str]:
 
 def cpcd_pairs(turns: pl.DataFrame, corpus: pl.DataFrame) -> PairExtraction:
     """Liked x disliked tracks of each turn of the preference-training part (golden_cpcd's TURNS_SCHEMA)."""
-    texts = track_texts(corpus)
     rows: list[dict[str, Any]] = []
     dropped = {"cpcd_likes:rated_both": 0, "cpcd_likes:track_not_in_corpus": 0}
     training = with_cpcd_part(turns).filter(pl.col("cpcd_part") == "preference_training")
+    rated = pl.concat([training["liked"].explode(), training["disliked"].explode()]).drop_nulls().unique()
+    texts = track_texts(corpus, rated)
     for (conversation_id,), conversation in training.sort("turn_index").group_by(
         "conversation_id", maintain_order=True
     ):
@@ -185,8 +193,9 @@ def synthetic_responses(
         variant: _replayed(assistant, chosen, variant, memoryless=variant in memoryless)
         for variant, assistant in assistants.items()
     }
-    nodes_of = _track_nodes(catalog, taxonomy)
-    durations = dict(zip(catalog["track_id"], catalog["duration_s"], strict=True))
+    served = _only(catalog, {t for run in runs.values() for r in run.values() for t in r["track_ids"]})
+    nodes_of = _track_nodes(served, taxonomy)
+    durations = dict(zip(served["track_id"], served["duration_s"], strict=True))
     judged = []
     for (conversation_id,), conversation in chosen.group_by("conversation_id", maintain_order=True):
         labels = [
@@ -335,7 +344,8 @@ def feedback_pairs(events: pl.DataFrame, catalog: pl.DataFrame, max_per_slate: i
     Pairs of one slate share the listener and the moment, so at most `max_per_slate` are kept (the
     highest-placed positives and skips first): long slates would otherwise outweigh short ones.
     """
-    texts = track_texts(catalog)
+    rated = events.filter(pl.col("event").is_in(["like", "save", "skip"]))["track_id"].unique()
+    texts = track_texts(catalog, rated)
     dropped = {"user_feedback:track_not_in_catalog": 0, "user_feedback:over_slate_cap": 0}
     slates = (
         events.group_by("session_id", "turn_index")

@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -82,9 +83,13 @@ class ListenerPopulation:
     facets: list[str]
     track_ids: list[str]
     durations: np.ndarray  # seconds, NaN when unknown
-    carries: sp.csr_matrix  # tracks x nodes, 1 where the track satisfies the node
+    # A track's match depends only on which taste nodes it satisfies, and a catalog has far fewer such
+    # patterns than tracks: the simulator works per pattern, so its cost does not grow with the catalog.
+    patterns: sp.csr_matrix  # distinct patterns x nodes, 1 where the pattern satisfies the node
+    pattern_of: np.ndarray  # each track's row of `patterns`, in catalog order
     listeners: list[Listener]
     seed: int
+    _tastes: dict[int, "_Taste"] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def sample(
@@ -95,17 +100,17 @@ class ListenerPopulation:
         seed: int,
         behaviour: BehaviourModel = BehaviourModel(),
     ) -> "ListenerPopulation":
-        tags = track_tags(catalog).to_list()
         candidates = sorted(n.node_id for n in taxonomy.nodes.values() if n.facet in TASTE_FACETS)
-        columns = []
-        for node in candidates:
-            wanted = taxonomy.catalog_tags(node)
-            columns.append(np.array([bool(wanted.intersection(t)) for t in tags]))
-        matrix = np.column_stack(columns) if columns else np.zeros((len(tags), 0), dtype=bool)
-        keep = matrix.sum(axis=0) >= MIN_TRACKS_PER_NODE
+        tag_sets, set_of = _distinct_tag_sets(catalog)
+        hits = _satisfies(tag_sets, [taxonomy.catalog_tags(node) for node in candidates])
+        tracks_per_set = np.bincount(set_of, minlength=len(tag_sets)).astype(np.float64)
+        keep = tracks_per_set @ hits >= MIN_TRACKS_PER_NODE
         nodes = [c for c, k in zip(candidates, keep, strict=True) if k]
-        carries = sp.csr_matrix(matrix[:, keep].astype(np.float64))
-        counts = np.asarray(carries.sum(axis=0)).ravel()
+        distinct, pattern_of_set = np.unique(hits[:, keep], axis=0, return_inverse=True)
+        pattern_of = pattern_of_set.reshape(-1)[set_of] if len(set_of) else np.zeros(0, dtype=np.intp)
+        patterns = sp.csr_matrix(distinct.astype(np.float64))
+        tracks_per_pattern = np.bincount(pattern_of, minlength=patterns.shape[0]).astype(np.float64)
+        counts = tracks_per_pattern @ patterns.toarray()
         facets = [taxonomy.nodes[n].facet for n in nodes]
         rng = np.random.default_rng([seed, 0xA5])
         listeners = [
@@ -117,14 +122,82 @@ class ListenerPopulation:
             facets=facets,
             track_ids=catalog["track_id"].to_list(),
             durations=catalog["duration_s"].cast(pl.Float64).fill_null(float("nan")).to_numpy(),
-            carries=carries,
+            patterns=patterns,
+            pattern_of=pattern_of,
             listeners=listeners,
             seed=seed,
         )
 
+    @property
+    def carries(self) -> sp.csr_matrix:
+        """Tracks x nodes, 1 where the track satisfies the node."""
+        return self.patterns[self.pattern_of]
+
     def match(self, listener: Listener) -> np.ndarray:
         """Every catalog track's taste match for the listener, in catalog order."""
-        return np.clip(self.carries @ listener.weights, -1.0, 1.0)
+        return np.clip(self.patterns @ listener.weights, -1.0, 1.0)[self.pattern_of]
+
+    def taste(self, index: int) -> "_Taste":
+        """The listener's match per pattern and the best gains the catalog allows, computed once."""
+        if index not in self._tastes:
+            weights = self.listeners[index].weights
+            self._tastes[index] = _Taste(
+                np.clip(self.patterns @ weights, -1.0, 1.0), self._tracks_per_pattern
+            )
+        return self._tastes[index]
+
+    @cached_property
+    def position_of(self) -> dict[str, int]:
+        return {tid: i for i, tid in enumerate(self.track_ids)}
+
+    @cached_property
+    def _tracks_per_pattern(self) -> np.ndarray:
+        return np.bincount(self.pattern_of, minlength=self.patterns.shape[0])
+
+
+class _Taste:
+    """One listener's match per pattern, and the catalog's gains best first (for the ideal slate)."""
+
+    def __init__(self, match: np.ndarray, tracks_per_pattern: np.ndarray) -> None:
+        self.match = match  # per pattern
+        gains = np.clip(match, 0.0, None)
+        order = np.argsort(-gains, kind="stable")
+        self._gains, self._repeats = gains[order], tracks_per_pattern[order]
+        self._reached = np.cumsum(self._repeats)
+
+    def ideal_gains(self, k: int) -> np.ndarray:
+        """The k largest gains over the catalog's tracks, as `np.sort(track_gains)[::-1][:k]` lays them out."""
+        used = int(np.searchsorted(self._reached, k)) + 1
+        top = np.repeat(self._gains[:used], self._repeats[:used])[:k]
+        return np.sort(top)[::-1]
+
+
+def _distinct_tag_sets(catalog: pl.DataFrame) -> tuple[list[list[str]], np.ndarray]:
+    """The catalog's distinct tag sets, and each track's index among them."""
+    groups = (
+        pl.DataFrame({"tags": track_tags(catalog)})
+        .with_row_index("track")
+        .group_by(pl.col("tags").list.sort(), maintain_order=True)
+        .agg("track")
+        .with_row_index("set")
+    )
+    set_of = np.zeros(catalog.height, dtype=np.intp)
+    members = groups.select("set", "track").explode("track")
+    set_of[members["track"].to_numpy()] = members["set"].to_numpy()
+    return groups["tags"].to_list(), set_of
+
+
+def _satisfies(tag_sets: list[list[str]], wanted: list[set[str]]) -> np.ndarray:
+    """Tag sets x wanted sets, True where the tag set holds a wanted tag."""
+    names = sorted({tag for tags in tag_sets for tag in tags})
+    code = {tag: i for i, tag in enumerate(names)}
+    rows = np.repeat(np.arange(len(tag_sets)), [len(tags) for tags in tag_sets])
+    cols = np.array([code[tag] for tags in tag_sets for tag in tags], dtype=np.intp)
+    held = sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(tag_sets), len(names)))
+    asked = np.zeros((len(names), len(wanted)))
+    for j, tags in enumerate(wanted):
+        asked[[code[t] for t in tags if t in code], j] = 1.0
+    return np.asarray(held @ asked) > 0
 
 
 def _listener(
@@ -207,7 +280,7 @@ def simulate(
 ) -> Simulation:
     """Sessions of the given listeners (default all) served by `server`, in lockstep by turn."""
     chosen = range(len(population.listeners)) if listeners is None else listeners
-    position_of = {tid: i for i, tid in enumerate(population.track_ids)}
+    position_of = population.position_of
     period_code = zlib.crc32(period.encode())
     events: list[dict[str, Any]] = []
     sessions: list[dict[str, Any]] = []
@@ -231,15 +304,16 @@ def simulate(
             still = []
             for x, request, slate in zip(live, requests, slates, strict=True):
                 listener = population.listeners[x.listener_index]
-                match = population.match(listener)
+                taste = population.taste(x.listener_index)
                 shown = np.array([position_of[t] for t in slate.track_ids if t in position_of], dtype=int)
+                match = taste.match[population.pattern_of[shown]]  # of the shown tracks, in slate order
                 x.requests += 1
-                x.ndcgs.append(graded_ndcg(match, shown))
-                x.matches.extend(match[shown].tolist())
+                x.ndcgs.append(_ndcg(match, taste.ideal_gains(len(shown))))
+                x.matches.extend(match.tolist())
                 events += _react(
                     population, x, listener, match, shown, server.variant, turn, request, slate, behaviour
                 )
-                satisfaction = float(match[shown].mean()) if len(shown) else 0.0
+                satisfaction = float(match.mean()) if len(shown) else 0.0
                 go_on = _sigmoid(behaviour.continue_bias + behaviour.continue_match * satisfaction)
                 (still if x.rng.random() < go_on else finished).append(x)
             live = still
@@ -272,6 +346,15 @@ def graded_ndcg(match: np.ndarray, shown: np.ndarray) -> float:
     return float(gains[shown] @ discounts / ideal) if ideal > 0 else 0.0
 
 
+def _ndcg(shown_match: np.ndarray, ideal_gains: np.ndarray) -> float:
+    """`graded_ndcg` from the shown tracks' matches and the catalog's best gains (`_Taste.ideal_gains`)."""
+    if len(shown_match) == 0:
+        return 0.0
+    discounts = 1.0 / np.log2(np.arange(2, len(shown_match) + 2))
+    ideal = ideal_gains @ discounts
+    return float(np.clip(shown_match, 0.0, None) @ discounts / ideal) if ideal > 0 else 0.0
+
+
 def _request(population: ListenerPopulation, x: _Live, turn: int) -> str:
     """Words from the listener's taste: first the strongest liked nodes, later one more liked node."""
     weights = population.listeners[x.listener_index].weights
@@ -301,8 +384,8 @@ def _react(
     population: ListenerPopulation,
     x: _Live,
     listener: Listener,
-    match: np.ndarray,
-    shown: np.ndarray,
+    match: np.ndarray,  # of the shown tracks
+    shown: np.ndarray,  # their catalog rows
     variant: str,
     turn: int,
     request: str,
@@ -320,7 +403,7 @@ def _react(
     }
     rows = []
     for position, track in enumerate(shown):
-        m, a = float(match[track]), listener.activity
+        m, a = float(match[position]), listener.activity
         track_id = population.track_ids[track]
 
         def emit(event: str, dwell: float | None = None, position=position, track_id=track_id) -> None:
