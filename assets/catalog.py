@@ -5,7 +5,7 @@ import time
 import dagster as dg
 import polars as pl
 
-from assets.ui_metadata import bar_chart, counts_table, preview, suite_metadata
+from assets.ui_metadata import bar_chart, counts_table, preview, suite_result
 from checks.catalog_suite import validate_catalog
 from checks.quarantine_suite import validate_quarantine
 from orchestration.resources import CatalogSource
@@ -76,7 +76,7 @@ def _tag_counts(catalog: pl.DataFrame) -> dict[str, int]:
 @dg.asset_check(asset="catalog", blocking=True, description="Great Expectations suite over the catalog.")
 def catalog_expectations(catalog: pl.DataFrame) -> dg.AssetCheckResult:
     outcome = validate_catalog(catalog)
-    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+    return suite_result(outcome)
 
 
 @dg.asset_check(
@@ -102,4 +102,4 @@ def catalog_counts_reconcile(
 @dg.asset_check(asset="catalog_quarantine", description="Every quarantined row names a known rule and its line.")
 def quarantine_expectations(catalog_quarantine: pl.DataFrame) -> dg.AssetCheckResult:
     outcome = validate_quarantine(catalog_quarantine)
-    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+    return suite_result(outcome)

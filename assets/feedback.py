@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 from mlflow import MlflowClient
 
-from assets.ui_metadata import counts_table, preview, suite_metadata
+from assets.ui_metadata import counts_table, preview, suite_result
 from checks.preference_suite import (
     evaluation_overlap,
     intent_shares,
@@ -272,7 +272,7 @@ def preference_pairs_expectations(
     preference_pairs: pl.DataFrame, golden_curated: pl.DataFrame, golden_cpcd: pl.DataFrame
 ) -> dg.AssetCheckResult:
     outcome = validate_preference_pairs(preference_pairs, golden_curated, golden_cpcd)
-    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+    return suite_result(outcome)
 
 
 @dg.asset_check(
@@ -282,11 +282,7 @@ def preference_pairs_expectations(
 )
 def preference_pairs_skew(preference_pairs: pl.DataFrame) -> dg.AssetCheckResult:
     outcome = preference_skew(preference_pairs)
-    return dg.AssetCheckResult(
-        passed=outcome.success,
-        severity=dg.AssetCheckSeverity.WARN,  # a skew is for a person to weigh, not a reason to stop
-        metadata=suite_metadata(outcome),
-    )
+    return suite_result(outcome, dg.AssetCheckSeverity.WARN)  # a skew is for a person to weigh, not a stop
 
 
 class OnlineExperimentConfig(dg.Config):

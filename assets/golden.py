@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.ui_metadata import counts_table, preview, suite_metadata
+from assets.ui_metadata import counts_table, preview, suite_result
 from checks.catalog_suite import validate_catalog
 from checks.golden_suite import validate_cpcd_turns, validate_curated_turns, validate_ratings
 from models.catalog.sources import CatalogSourceError
@@ -142,7 +142,7 @@ def golden_cpcd_assets(platform: PlatformConfig):
 )
 def golden_curated_expectations(golden_curated: pl.DataFrame, taxonomy: pl.DataFrame) -> dg.AssetCheckResult:
     outcome = validate_curated_turns(golden_curated, set(taxonomy["node_id"]))
-    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+    return suite_result(outcome)
 
 
 @dg.asset_check(
@@ -155,7 +155,7 @@ def golden_ratings_expectations(
     golden_ratings: pl.DataFrame, golden_curated: pl.DataFrame, taxonomy: pl.DataFrame
 ) -> dg.AssetCheckResult:
     outcome = validate_ratings(golden_ratings, golden_curated, set(taxonomy["node_id"]))
-    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+    return suite_result(outcome)
 
 
 @dg.asset_check(
@@ -166,10 +166,10 @@ def golden_ratings_expectations(
 )
 def golden_cpcd_expectations(golden_cpcd: pl.DataFrame, cpcd_corpus: pl.DataFrame) -> dg.AssetCheckResult:
     outcome = validate_cpcd_turns(golden_cpcd, set(cpcd_corpus["track_id"]))
-    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+    return suite_result(outcome)
 
 
 @dg.asset_check(asset="cpcd_corpus", blocking=True, description="The catalog suite over the CPCD corpus.")
 def cpcd_corpus_expectations(cpcd_corpus: pl.DataFrame) -> dg.AssetCheckResult:
     outcome = validate_catalog(cpcd_corpus)
-    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+    return suite_result(outcome)

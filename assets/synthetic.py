@@ -5,7 +5,7 @@ import collections
 import dagster as dg
 import polars as pl
 
-from assets.ui_metadata import counts_table, preview, suite_metadata
+from assets.ui_metadata import counts_table, preview, suite_result
 from checks.synthetic_suite import validate_synthetic
 from models.golden.cpcd import cpcd_evaluation_turns
 from models.labels import conversations_to_frame
@@ -149,4 +149,4 @@ def synthetic_expectations(
         taxonomy["node_id"].to_list(),
         eval_texts=evaluation_texts(golden_curated, golden_cpcd),
     )
-    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+    return suite_result(outcome)

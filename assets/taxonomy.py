@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.ui_metadata import counts_table, preview, suite_metadata
+from assets.ui_metadata import counts_table, preview, suite_result
 from checks.taxonomy_suite import validate_taxonomy
 from models.taxonomy import SYNONYM, Taxonomy, assess_taxonomy, design_taxonomy, load_curated
 from orchestration.resources import PlatformConfig
@@ -50,4 +50,4 @@ def taxonomy(platform: PlatformConfig, catalog: pl.DataFrame) -> dg.Output[pl.Da
 def taxonomy_expectations(taxonomy: pl.DataFrame, catalog: pl.DataFrame) -> dg.AssetCheckResult:
     report = assess_taxonomy(Taxonomy.from_table(taxonomy), catalog)
     outcome = validate_taxonomy(taxonomy, report)
-    return dg.AssetCheckResult(passed=outcome.success, metadata=suite_metadata(outcome))
+    return suite_result(outcome)

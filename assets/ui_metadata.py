@@ -49,11 +49,16 @@ def bar_chart(counts: dict[str, int], title: str, top: int = 25) -> dg.MetadataV
     return figure(fig, title)
 
 
-def suite_metadata(outcome: SuiteOutcome) -> dict[str, object]:
-    """A GX suite outcome as check metadata: each expectation with its observed value."""
-    failed = outcome.failures
-    return {
-        "expectations": dg.MetadataValue.md(outcome.as_markdown()),
-        "failed_expectations": ", ".join(o.expectation for o in failed) or "none",
-        "evaluated": len(outcome.outcomes),
-    }
+def suite_result(
+    outcome: SuiteOutcome, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+) -> dg.AssetCheckResult:
+    """A GX suite outcome as a check result whose metadata names each expectation and its observed value."""
+    return dg.AssetCheckResult(
+        passed=outcome.success,
+        severity=severity,
+        metadata={
+            "expectations": dg.MetadataValue.md(outcome.as_markdown()),
+            "failed_expectations": ", ".join(o.expectation for o in outcome.failures) or "none",
+            "evaluated": len(outcome.outcomes),
+        },
+    )

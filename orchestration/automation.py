@@ -7,6 +7,7 @@ Assets stay free of scheduling: conditions are attached here with `dg.map_asset_
 """
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -88,42 +89,51 @@ def build_catalog_folder_sensor(settings: Settings) -> dg.SensorDefinition:
     return new_catalog_file
 
 
-def synthetic_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
-    """Weekly: regenerate the current generator partitions (new seed-stable data if the code or prompt changed)."""
+def _partition_schedule(
+    name: str, job_name: str, cron: str, settings: Settings, partitions: str, keys: Callable[[], list[str]]
+) -> dg.ScheduleDefinition:
+    """A schedule that requests one run per partition key, adding the keys it needs first."""
 
     @dg.schedule(
-        name="weekly_synthetic_refresh",
-        job_name="setlist_synthetic",
-        cron_schedule=settings.schedules.synthetic_refresh,
+        name=name,
+        job_name=job_name,
+        cron_schedule=cron,
         execution_timezone=settings.schedules.timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
-    def weekly_synthetic_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-        keys = synthetic_partition_keys(settings)
-        context.instance.add_dynamic_partitions("synthetic_generator", keys)
-        return [dg.RunRequest(partition_key=key, run_key=f"{key}@{context.scheduled_execution_time}") for key in keys]
+    def partition_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        wanted = keys()
+        if not wanted:
+            return dg.SkipReason(f"no {partitions} partitions to run")
+        context.instance.add_dynamic_partitions(partitions, wanted)
+        when = context.scheduled_execution_time
+        return [dg.RunRequest(partition_key=key, run_key=f"{key}@{when}") for key in wanted]
 
-    return weekly_synthetic_refresh
+    return partition_schedule
+
+
+def synthetic_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """Weekly: regenerate the current generator partitions (new seed-stable data if the code or prompt changed)."""
+    return _partition_schedule(
+        "weekly_synthetic_refresh",
+        "setlist_synthetic",
+        settings.schedules.synthetic_refresh,
+        settings,
+        "synthetic_generator",
+        lambda: synthetic_partition_keys(settings),
+    )
 
 
 def nightly_evaluation_schedule(settings: Settings) -> dg.ScheduleDefinition:
-    """Nightly: evaluate the champion and every challenger; the gate and report follow by automation."""
-
-    @dg.schedule(
-        name="nightly_evaluation",
-        job_name="setlist_candidates",
-        cron_schedule=settings.schedules.nightly_evaluation,
-        execution_timezone=settings.schedules.timezone,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
+    """Nightly: evaluate every candidate in the MLflow registry; the gate and report follow by automation."""
+    return _partition_schedule(
+        "nightly_evaluation",
+        "setlist_candidates",
+        settings.schedules.nightly_evaluation,
+        settings,
+        "candidates",
+        lambda: [c.key for c in current_candidates(settings)],
     )
-    def nightly_evaluation(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
-        keys = [c.key for c in current_candidates(settings)]
-        if not keys:
-            return dg.SkipReason("no candidates in the MLflow registry yet")
-        context.instance.add_dynamic_partitions("candidates", keys)
-        return [dg.RunRequest(partition_key=key, run_key=f"{key}@{context.scheduled_execution_time}") for key in keys]
-
-    return nightly_evaluation
 
 
 def golden_refresh_job_and_sensor(settings: Settings) -> tuple[list, list]:

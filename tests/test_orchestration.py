@@ -28,7 +28,7 @@ def test_schedules_follow_settings_and_request_runs(settings, monkeypatch):
 
     nightly = defs.resolve_schedule_def("nightly_evaluation")
     skipped = nightly(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
-    assert isinstance(skipped, dg.SkipReason) and "no candidates" in skipped.skip_message
+    assert isinstance(skipped, dg.SkipReason) and "no candidates partitions" in skipped.skip_message
 
 
 def test_catalog_folder_sensor_requests_a_refresh_per_new_file(settings, monkeypatch, tmp_path):

@@ -174,17 +174,17 @@ class _Taste:
 
 def _distinct_tag_sets(catalog: pl.DataFrame) -> tuple[list[list[str]], np.ndarray]:
     """The catalog's distinct tag sets, and each track's index among them."""
-    groups = (
-        pl.DataFrame({"tags": track_tags(catalog)})
-        .with_row_index("track")
-        .group_by(pl.col("tags").list.sort(), maintain_order=True)
-        .agg("track")
-        .with_row_index("set")
+    tags = track_tags(catalog).list.sort()
+    names = tags.explode().drop_nulls().unique()
+    # Joined by a character no tag holds, a track's sorted tags are a faithful key of its tag set.
+    separator = next(
+        chr(c) for c in range(0x1F, 0x110000) if not names.str.contains(chr(c), literal=True).any()
     )
-    set_of = np.zeros(catalog.height, dtype=np.intp)
-    members = groups.select("set", "track").explode("track")
-    set_of[members["track"].to_numpy()] = members["set"].to_numpy()
-    return groups["tags"].to_list(), set_of
+    keyed = pl.DataFrame({"tags": tags}).with_columns(
+        set=pl.col("tags").list.join(separator).rank("dense").cast(pl.Int64) - 1
+    )
+    distinct = keyed.unique("set").sort("set")
+    return distinct["tags"].to_list(), keyed["set"].to_numpy()
 
 
 def _satisfies(tag_sets: list[list[str]], wanted: list[set[str]]) -> np.ndarray:
