@@ -99,7 +99,9 @@ def catalog_counts_reconcile(
     )
 
 
-@dg.asset_check(asset="catalog_quarantine", description="Every quarantined row names a known rule and its line.")
+@dg.asset_check(
+    asset="catalog_quarantine", description="Every quarantined row names a known rule and its line."
+)
 def quarantine_expectations(catalog_quarantine: pl.DataFrame) -> dg.AssetCheckResult:
     outcome = validate_quarantine(catalog_quarantine)
     return suite_result(outcome)

@@ -242,9 +242,10 @@ def _response_variants(catalog: pl.DataFrame, tree: Taxonomy) -> dict[str, Assis
     """Variants whose answers differ for a reason: retrieval (hybrid vs BM25) and context (the memoryless
     replay forgets earlier turns). The keyword parser keeps the pairs independent of any trained model."""
     parser = KeywordParser(tree)
+    index = CatalogIndex.build(catalog, tree, RETRIEVER_PRESETS["hybrid"])
     variants = {
         f"{parser.version}.{preset}.template": Assistant(
-            parser, CatalogIndex.build(catalog, tree, RETRIEVER_PRESETS[preset]), tree
+            parser, index.reconfigured(RETRIEVER_PRESETS[preset]), tree
         )
         for preset in ("hybrid", "bm25")
     }
@@ -316,11 +317,15 @@ def online_experiment(
     except LookupError as err:
         raise dg.Failure(str(err)) from err
     tree = Taxonomy.from_table(taxonomy)
+    shared = CatalogIndex.build(catalog, tree, arms.control.retriever_config)
     servers = []
     for candidate in (arms.control, arms.treatment):
         try:
             gateway = llm.get_gateway() if candidate.uses_llm else None
-            index = CatalogIndex.build(catalog, tree, candidate.retriever_config)
+            try:
+                index = shared.reconfigured(candidate.retriever_config)
+            except ValueError:  # the arms differ in what an index is built with: build the other one
+                index = CatalogIndex.build(catalog, tree, candidate.retriever_config)
             servers.append(
                 AssistantServer(
                     candidate.key, build_assistant(candidate, index, tree, gateway, mlflow_client=client)

@@ -12,7 +12,13 @@ from models.registry import sync_prompt
 from orchestration.resources import MLflowTracking
 
 PROMPT_VERSIONS_SCHEMA = pl.Schema(
-    {"name": pl.String, "version": pl.Int64, "content_hash": pl.String, "created": pl.Boolean, "uri": pl.String}
+    {
+        "name": pl.String,
+        "version": pl.Int64,
+        "content_hash": pl.String,
+        "created": pl.Boolean,
+        "uri": pl.String,
+    }
 )
 
 

@@ -135,9 +135,7 @@ def main() -> None:
             rows = SIZES[size]
             src = Path(args.src)
             path = (
-                src
-                if rows == SIZES["55k"]
-                else scaled_copy(src, rows, Path(tmp) / f"autotagging_{size}.tsv")
+                src if rows == SIZES["55k"] else scaled_copy(src, rows, Path(tmp) / f"autotagging_{size}.tsv")
             )
             for engine in args.engines.split(","):
                 if engine == "pandas" and rows > SIZES[args.pandas_max]:

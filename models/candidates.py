@@ -61,7 +61,9 @@ class Candidate(BaseModel):
             else f"prompts:/{PARSER_PROMPT}/{self.parser_version}",
             "retriever": self.retriever,
             "retriever_config_hash": self.retriever_config.config_hash,
-            "storyteller": "template" if self.story_version is None else f"prompts:/{STORY_PROMPT}/{self.story_version}",
+            "storyteller": "template"
+            if self.story_version is None
+            else f"prompts:/{STORY_PROMPT}/{self.story_version}",
         }
 
     @classmethod

@@ -37,7 +37,9 @@ def _prompt_versions(client: MlflowClient, name: str) -> list:
         return []  # the prompt has never been registered
 
 
-def sync_prompt(client: MlflowClient, spec: PromptSpec, output_schema: type[BaseModel] | None = None) -> PromptSync:
+def sync_prompt(
+    client: MlflowClient, spec: PromptSpec, output_schema: type[BaseModel] | None = None
+) -> PromptSync:
     """Register `spec` unless a version with its content hash exists; a first version becomes champion."""
     versions = _prompt_versions(client, spec.name)
     for version in versions:
@@ -85,10 +87,14 @@ class RegistryVersion:
         return f"{self.kind}:{self.name}:{self.version}"
 
 
-def registry_versions(client: MlflowClient, prompt_names: list[str], model_names: list[str]) -> list[RegistryVersion]:
+def registry_versions(
+    client: MlflowClient, prompt_names: list[str], model_names: list[str]
+) -> list[RegistryVersion]:
     """Every prompt and model version in MLflow for the given names, whoever registered it."""
     found = [
-        RegistryVersion("prompt", name, int(v.version)) for name in prompt_names for v in _prompt_versions(client, name)
+        RegistryVersion("prompt", name, int(v.version))
+        for name in prompt_names
+        for v in _prompt_versions(client, name)
     ]
     for name in model_names:
         for v in client.search_model_versions(f"name = '{name}'"):

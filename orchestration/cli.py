@@ -234,8 +234,12 @@ def ui(
 
 @app.command()
 def chat(
-    candidate: str | None = typer.Option(None, help="A candidate key, e.g. intent-v3.hybrid.template (default: the champion)."),
-    json_lines: bool = typer.Option(False, "--json", help="Read turns from stdin, write one JSON object per turn."),
+    candidate: str | None = typer.Option(
+        None, help="A candidate key, e.g. intent-v3.hybrid.template (default: the champion)."
+    ),
+    json_lines: bool = typer.Option(
+        False, "--json", help="Read turns from stdin, write one JSON object per turn."
+    ),
     debug: bool = typer.Option(False, help="Print the dialogue state after each turn."),
 ) -> None:
     """Talk to the assistant in the terminal: tracks with their facets and why each fits."""

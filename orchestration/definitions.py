@@ -76,7 +76,11 @@ def build_definitions(
     # Built from settings (the training partition), like the prompt versions.
     intent_assets, intent_checks = build_intent_assets(settings.intent_training_partition)
     all_assets = automation.with_automation(
-        [*dg.load_assets_from_modules(ASSET_MODULES), build_prompt_versions(settings.prompts_dir), *intent_assets],
+        [
+            *dg.load_assets_from_modules(ASSET_MODULES),
+            build_prompt_versions(settings.prompts_dir),
+            *intent_assets,
+        ],
         settings,
     )
     catalog_jobs, catalog_schedules = automation.catalog_jobs_and_schedules(settings)

@@ -21,7 +21,9 @@ class PlatformConfig(dg.ConfigurableResource):
     synthetic_conversations: int = 2000
     # Below "moderate" agreement (Landis & Koch: kappa 0.41) a judge's scores say more about the judge.
     judge_kappa_floor: float = 0.4
-    exports_dir: str = ".setlist/exports"  # files for consumers outside Dagster (e.g. DPO pairs for a trainer)
+    exports_dir: str = (
+        ".setlist/exports"  # files for consumers outside Dagster (e.g. DPO pairs for a trainer)
+    )
     interaction_logs_path: str = ""  # real interaction logs (JSONL or Parquet); empty: simulate listeners
 
 

@@ -26,7 +26,12 @@ def test_bundled_sample_materializes_with_all_checks_passing(settings):
     result = _run(settings)
     assert result.success
     checks = _checks(result)
-    foundation = {"catalog_expectations", "catalog_counts_reconcile", "quarantine_expectations", "taxonomy_expectations"}
+    foundation = {
+        "catalog_expectations",
+        "catalog_counts_reconcile",
+        "quarantine_expectations",
+        "taxonomy_expectations",
+    }
     assert foundation <= checks.keys()
     # The only failing check is the honest one: the offline lexical judge does not agree with CPCD
     # listeners well enough (kappa below the floor), so its judgements are not to be trusted.
@@ -64,7 +69,9 @@ def test_bad_rows_are_quarantined_and_counts_reconcile(settings, tmp_path, monke
 def test_failing_blocking_check_stops_downstream_assets(settings, tmp_path, monkeypatch):
     # Tracks with neither titles nor tags cannot be found: the catalog suite fails and blocks the taxonomy.
     source = tmp_path / "untagged.tsv"
-    source.write_text("TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS\nt1\ta1\tb1\tp\t100\nt2\ta1\tb1\tp\t120\n")
+    source.write_text(
+        "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS\nt1\ta1\tb1\tp\t100\nt2\ta1\tb1\tp\t120\n"
+    )
     monkeypatch.setenv("SETLIST_CATALOG__LOCATION", str(source))
     result = _run(load_settings())
     assert not result.success

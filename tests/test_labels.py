@@ -1,6 +1,5 @@
 """The shared label schema: validation against the taxonomy, state across turns, retrieval ground truth."""
 
-
 import polars as pl
 import pytest
 from pydantic import ValidationError

@@ -56,7 +56,9 @@ def test_catalog_folder_sensor_requests_a_refresh_per_new_file(settings, monkeyp
 
 def test_file_change_sensor_fires_once_per_change(settings, tmp_path):
     (tmp_path / "a.yaml").write_text("one")
-    sensor = automation.build_file_change_sensor("probe", tmp_path, "*.yaml", job_name="golden_refresh", interval_s=30)
+    sensor = automation.build_file_change_sensor(
+        "probe", tmp_path, "*.yaml", job_name="golden_refresh", interval_s=30
+    )
     instance = dg.DagsterInstance.get()
     first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
     assert len(first.run_requests) == 1
@@ -72,7 +74,9 @@ def test_file_change_sensor_fires_once_per_change(settings, tmp_path):
 def materialized_foundation(settings):
     defs = build_definitions(settings)
     instance = dg.DagsterInstance.get()
-    result = defs.resolve_job_def("setlist_foundation").execute_in_process(instance=instance, raise_on_error=False)
+    result = defs.resolve_job_def("setlist_foundation").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
     assert result.success
     return defs, instance
 
@@ -93,7 +97,9 @@ def test_upstream_change_requests_exactly_its_dependents(materialized_foundation
         assert second.get_num_requested(dg.AssetKey(untouched)) == 0
 
 
-def test_changed_prompt_file_requests_prompt_versions(settings, tmp_path, monkeypatch, materialized_foundation):
+def test_changed_prompt_file_requests_prompt_versions(
+    settings, tmp_path, monkeypatch, materialized_foundation
+):
     defs, instance = materialized_foundation
     selection = dg.AssetSelection.assets("prompt_versions")
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)

@@ -51,7 +51,12 @@ def _port_open(port: int) -> bool:
 
 def test_setlist_run_prints_summary_and_state_locations(settings, tmp_path):
     done = subprocess.run(
-        [BIN / "setlist", "run"], cwd=tmp_path, env=_env(settings), capture_output=True, text=True, timeout=300
+        [BIN / "setlist", "run"],
+        cwd=tmp_path,
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "materialized catalog" in done.stdout
@@ -64,7 +69,11 @@ def test_setlist_run_prints_summary_and_state_locations(settings, tmp_path):
 def test_definitions_validate(settings):
     done = subprocess.run(
         [BIN / "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT, env=_env(settings), capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT,
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -73,7 +82,10 @@ def test_webserver_serves_assets_and_checks_over_graphql(settings):
     port = _free_port()
     server = subprocess.Popen(
         [BIN / "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT, env=_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        env=_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait(f"http://127.0.0.1:{port}/server_info", server)
@@ -98,7 +110,11 @@ def test_webserver_serves_assets_and_checks_over_graphql(settings):
 def test_setlist_ui_starts_both_uis_and_stops_on_ctrl_c(settings):
     ui = subprocess.Popen(
         [BIN / "setlist", "ui", "--dagster-port", "0", "--mlflow-port", "0"],
-        cwd=REPO_ROOT, env=_env(settings), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=REPO_ROOT,
+        env=_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     urls: dict[str, str] = {}
     try:

@@ -41,15 +41,21 @@ def test_gcp_definitions_load_and_validate_without_network(settings, monkeypatch
     )
     done = subprocess.run(
         [BIN / "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT, env={**os.environ, **GCP_ENV}, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT,
+        env={**os.environ, **GCP_ENV},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(
     ("missing", "message"),
-    [("SETLIST_GCP__PROJECT", "SETLIST_GCP__PROJECT: required by the gcp profile"),
-     ("SETLIST_MLFLOW_URI", "SETLIST_MLFLOW_URI: required by the gcp profile")],
+    [
+        ("SETLIST_GCP__PROJECT", "SETLIST_GCP__PROJECT: required by the gcp profile"),
+        ("SETLIST_MLFLOW_URI", "SETLIST_MLFLOW_URI: required by the gcp profile"),
+    ],
 )
 def test_gcp_profile_names_a_missing_setting(settings, monkeypatch, missing, message):
     for name, value in GCP_ENV.items():
@@ -97,7 +103,9 @@ def test_polars_bigquery_bridge_round_trips_lists_and_partitions():
     handler.handle_output(output, table_slice, frame, client)
     stored = client.loaded["project.setlist.synthetic"]
     assert stored["dagster_partition"].to_list() == ["grammar-v1", "grammar-v1"]
-    loaded = handler.load_input(dg.build_input_context(asset_key=dg.AssetKey("synthetic")), table_slice, client)
+    loaded = handler.load_input(
+        dg.build_input_context(asset_key=dg.AssetKey("synthetic")), table_slice, client
+    )
     assert loaded.equals(frame)
 
 
@@ -121,8 +129,13 @@ def test_dagster_storage_and_mlflow_backend_on_postgres(settings, postgres_dbs, 
     dagster_home = tmp_path / "dagster_pg"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text((REPO_ROOT / "orchestration/deploy/dagster.yaml").read_text())
-    for name, value in {"SETLIST_PG_HOST": PG["host"], "SETLIST_PG_PORT": str(PG["port"]), "SETLIST_PG_DB": postgres_dbs["dagster"],
-                        "SETLIST_PG_USER": PG["user"], "SETLIST_PG_PASSWORD": ""}.items():
+    for name, value in {
+        "SETLIST_PG_HOST": PG["host"],
+        "SETLIST_PG_PORT": str(PG["port"]),
+        "SETLIST_PG_DB": postgres_dbs["dagster"],
+        "SETLIST_PG_USER": PG["user"],
+        "SETLIST_PG_PASSWORD": "",
+    }.items():
         monkeypatch.setenv(name, value)
     # SQLAlchemy 2.1 defaults postgresql:// to psycopg 3; name the driver dagster-postgres already brings.
     mlflow_uri = f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{postgres_dbs['mlflow']}"

@@ -59,9 +59,10 @@ def test_unchanged_prompts_register_once_and_a_change_makes_a_new_version(prompt
     path.write_text(PROMPT.replace("temperature: 0.0", "temperature: 0.1"))
     changed_defs = build_definitions(prompt_settings)
     # The code version follows the files, so Dagster shows the asset (and its dependents) as stale.
-    assert changed_defs.get_assets_def("prompt_versions").code_versions_by_key[
-        dg.AssetKey("prompt_versions")
-    ] != first_code_version
+    assert (
+        changed_defs.get_assets_def("prompt_versions").code_versions_by_key[dg.AssetKey("prompt_versions")]
+        != first_code_version
+    )
 
     _materialize(prompt_settings)
     assert len(client.search_prompt_versions("parse_probe")) == 2

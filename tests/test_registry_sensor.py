@@ -20,7 +20,9 @@ class _Constant(mlflow.pyfunc.PythonModel):
 def _register_model_version(tracking_uri: str) -> int:
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=_Constant(), registered_model_name=INTENT_MODEL)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=_Constant(), registered_model_name=INTENT_MODEL
+        )
     return int(info.registered_model_version)
 
 
@@ -32,7 +34,9 @@ def test_new_versions_become_candidates_once(settings):
     client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "{{text}}"}])
 
     instance = dg.DagsterInstance.get()
-    resources = {"mlflow": MLflowTracking(tracking_uri=uri, artifact_root=settings.mlflow_artifacts_dir.as_uri())}
+    resources = {
+        "mlflow": MLflowTracking(tracking_uri=uri, artifact_root=settings.mlflow_artifacts_dir.as_uri())
+    }
     context = dg.build_sensor_context(instance=instance, resources=resources)
     result = registry_sensor(context)
 
@@ -42,9 +46,13 @@ def test_new_versions_become_candidates_once(settings):
     assert sorted(add_request.partition_keys) == keys
 
     instance.add_dynamic_partitions(CANDIDATES.name, keys)
-    second = registry_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    second = registry_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor)
+    )
     assert isinstance(second, dg.SkipReason)
 
     client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "v2 {{text}}"}])
-    third = registry_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    third = registry_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor)
+    )
     assert [r.partition_key for r in third.run_requests] == ["parse-v2.hybrid.template"]

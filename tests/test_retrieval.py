@@ -205,3 +205,14 @@ def test_bundled_mtg_sample_answers_listener_words() -> None:
     assert hits and all("sad" in index.get_track(h.track_id)["moods"] for h in hits)
     artists = [h.artist_id for h in index.search("rock", k=10)]
     assert max(artists.count(a) for a in artists) <= RetrieverConfig().max_per_artist
+
+
+def test_reconfigured_index_answers_like_a_fresh_build(index: CatalogIndex) -> None:
+    bm25_only = RetrieverConfig(components=("bm25",), max_per_artist=None)
+    fresh = CatalogIndex.build(CATALOG, TAXONOMY, bm25_only)
+    shared = index.reconfigured(bm25_only)
+    for query in ("calm piano", "drum and bass", "chill"):
+        assert _ids(shared.search(query)) == _ids(fresh.search(query))
+    assert shared.bm25 is index.bm25  # no rebuild
+    with pytest.raises(ValueError, match="build anew"):
+        index.reconfigured(RetrieverConfig(bm25_k1=0.9))

@@ -5,7 +5,12 @@ from orchestration.settings import SettingsError, env_var_for, load_settings
 
 def test_defaults_live_under_the_home_folder(settings):
     assert settings.profile == "local"
-    for path in (settings.dagster_home, settings.assets_dir, settings.mlflow_artifacts_dir, settings.llm_cache_path):
+    for path in (
+        settings.dagster_home,
+        settings.assets_dir,
+        settings.mlflow_artifacts_dir,
+        settings.llm_cache_path,
+    ):
         assert settings.home_dir in path.parents
     assert settings.mlflow_tracking_uri.startswith("sqlite:///")
     assert (settings.dagster_home / "dagster.yaml").exists()

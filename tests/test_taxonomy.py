@@ -17,8 +17,18 @@ from orchestration.settings import BUNDLED_DATA
 
 
 def _catalog(rows: list[dict]) -> pl.DataFrame:
-    base = {"artist_id": "a", "album_id": "b", "title": None, "artists": [], "album": None, "duration_s": 100.0,
-            "genres": [], "instruments": [], "moods": [], "source": "mtg_jamendo"}
+    base = {
+        "artist_id": "a",
+        "album_id": "b",
+        "title": None,
+        "artists": [],
+        "album": None,
+        "duration_s": 100.0,
+        "genres": [],
+        "instruments": [],
+        "moods": [],
+        "source": "mtg_jamendo",
+    }
     return pl.DataFrame([{**base, **row} for row in rows], schema=CATALOG_SCHEMA)
 
 
@@ -52,14 +62,20 @@ def test_bundled_sample_maps_every_tag(curated):
     table = design_taxonomy(curated, catalog)
     assert validate_taxonomy(table, report).success
     techno = table.filter(pl.col("node_id") == "genre/techno").row(0, named=True)
-    assert techno["track_count"] > 0 and techno["related"], "co-occurrence should relate techno to other nodes"
+    assert techno["track_count"] > 0 and techno["related"], (
+        "co-occurrence should relate techno to other nodes"
+    )
 
 
 def test_unmapped_tag_cycle_and_ambiguous_alias_are_reported():
     taxonomy = Taxonomy(
         nodes={
-            "genre/a": Node("genre/a", "genre", "a", parent_id="genre/b", aliases=("shared",), tags=("genre---a",)),
-            "genre/b": Node("genre/b", "genre", "b", parent_id="genre/a", aliases=("shared",), tags=("genre---b",)),
+            "genre/a": Node(
+                "genre/a", "genre", "a", parent_id="genre/b", aliases=("shared",), tags=("genre---a",)
+            ),
+            "genre/b": Node(
+                "genre/b", "genre", "b", parent_id="genre/a", aliases=("shared",), tags=("genre---b",)
+            ),
         }
     )
     catalog = _catalog([{"track_id": "t1", "genres": ["a", "zzz"]}])

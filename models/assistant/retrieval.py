@@ -7,7 +7,7 @@ query, so no per-track Python runs at query time.
 """
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import bm25s
@@ -95,6 +95,16 @@ class CatalogIndex:
             embedder=embedder,
             embeddings=embed_all(embedder, texts) if embedder else None,
         )
+
+    def reconfigured(self, config: RetrieverConfig) -> "CatalogIndex":
+        """This index queried under another configuration, without a rebuild, when only query-time settings
+        differ (components, fusion, artist cap, slate size): the presets share one build."""
+        baked = ("bm25_k1", "bm25_b", "tag_idf", "embedder")
+        if any(getattr(config, f) != getattr(self.config, f) for f in baked):
+            raise ValueError(
+                f"{config} changes what the index was built with ({', '.join(baked)}): build anew"
+            )
+        return replace(self, config=config)
 
     def __post_init__(self) -> None:
         self._position = {tid: i for i, tid in enumerate(self.track_ids)}

@@ -58,9 +58,13 @@ class PromptSpec:
         try:
             schema = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError, ValueError):
-            raise PromptFileError(f"{self.path}: output_schema {self.output_schema!r} is not an importable model") from None
+            raise PromptFileError(
+                f"{self.path}: output_schema {self.output_schema!r} is not an importable model"
+            ) from None
         if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
-            raise PromptFileError(f"{self.path}: output_schema {self.output_schema!r} is not a pydantic model")
+            raise PromptFileError(
+                f"{self.path}: output_schema {self.output_schema!r} is not a pydantic model"
+            )
         return schema
 
     def render(self, **values: object) -> list[dict[str, str]]:
@@ -86,10 +90,14 @@ def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> PromptSpec:
     if not isinstance(messages, list) or not messages:
         raise PromptFileError(f"{path}: 'messages' must be a non-empty list")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in {"system", "user", "assistant"} or not isinstance(
-            message.get("content"), str
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in {"system", "user", "assistant"}
+            or not isinstance(message.get("content"), str)
         ):
-            raise PromptFileError(f"{path}: messages[{i}] needs a role (system/user/assistant) and string content")
+            raise PromptFileError(
+                f"{path}: messages[{i}] needs a role (system/user/assistant) and string content"
+            )
     if not isinstance(raw["model_parameters"], dict):
         raise PromptFileError(f"{path}: 'model_parameters' must be a mapping")
     return PromptSpec(
