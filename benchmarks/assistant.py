@@ -3,10 +3,10 @@
 Parser: the keyword parser stands in for the trained intent model (not needed to time the rest of
 the turn: state, policy, tools, retrieval, stories). Each scripted conversation runs REPEATS times.
 
-    .venv/bin/python benchmarks/assistant.py [path/to/autotagging.tsv]
+    .venv/bin/python -m benchmarks.assistant [--catalog path/to/autotagging.tsv]
 """
 
-import sys
+import argparse
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -65,4 +65,6 @@ def main(tsv: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_TSV)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--catalog", type=Path, default=DEFAULT_TSV, help="an MTG-Jamendo autotagging.tsv")
+    main(parser.parse_args().catalog)

@@ -64,7 +64,9 @@ def test_fault_storm_loses_and_duplicates_nothing(start_server, make_gateway) ->
     assert stats.failed == sum(stats.failures_by_reason.values()) > 0
     assert set(stats.failures_by_reason) <= {"rate_limited", "server_error", "timeout", "invalid_output"}
     assert stats.failures_by_reason.get("invalid_output", 0) > 0
-    assert stats.http_requests == server.request_count > 1000
+    # Every attempt the server handled was counted by the client; under load a few more can time out in the
+    # client before the server reads them, so the client's count may be higher, never lower.
+    assert stats.http_requests >= server.request_count > 1000
     assert stats.prompt_tokens > 0 and stats.cost_usd > 0
     flat = stats.as_flat_dict()
     assert flat["llm_requests"] == 1000
