@@ -19,6 +19,14 @@ from orchestration.resources import MLflowTracking
 CANDIDATES = dg.DynamicPartitionsDefinition(name="candidates")
 
 
+def partition_candidate(context: dg.AssetExecutionContext) -> Candidate:
+    """The candidate a `candidates` partition names; a key that names none fails the step, saying why."""
+    try:
+        return Candidate.from_key(context.partition_key)
+    except CandidateKeyError as err:
+        raise dg.Failure(str(err)) from err
+
+
 @dg.asset(
     partitions_def=CANDIDATES,
     group_name="evaluation",
@@ -38,10 +46,7 @@ def assistant_runs(
     llm: LLMGatewayResource,
     mlflow: MLflowTracking,
 ) -> dg.Output[pl.DataFrame]:
-    try:
-        candidate = Candidate.from_key(context.partition_key)
-    except CandidateKeyError as err:
-        raise dg.Failure(str(err)) from err
+    candidate = partition_candidate(context)
     tree = Taxonomy.from_table(taxonomy)
     client = mlflow.client()  # also points MLflow at the tracking server the intent model loads from
     for name, version in (

@@ -6,9 +6,9 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.assistant import CANDIDATES
+from assets.assistant import CANDIDATES, partition_candidate
 from assets.ui_metadata import preview
-from models.candidates import Candidate, CandidateKeyError
+from models.candidates import Candidate
 from models.eval.evaluate import (
     CPCD,
     CURATED,
@@ -173,10 +173,7 @@ def candidate_evaluation(
     judge_calibration: pl.DataFrame,
     mlflow: MLflowTracking,
 ) -> dg.Output[pl.DataFrame]:
-    try:
-        candidate = Candidate.from_key(context.partition_key)
-    except CandidateKeyError as err:
-        raise dg.Failure(str(err)) from err
+    candidate = partition_candidate(context)
     tree = Taxonomy.from_table(taxonomy)
     judge_version = ResponseRulesGrader(tree).version
     versions = {
