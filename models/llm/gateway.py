@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import gc
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ from models.llm.config import API_KEY_ENV_VARS, GatewayConfig, api_key_from_env
 from models.llm.rate_limit import PerMinuteLimiter
 from models.llm.request import LLMRequest, LLMResult, LLMUnavailable
 from models.llm.stats import BatchStats
+from models.llm.transport import AiohttpClient, OpenAIClient
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +96,20 @@ class _BatchRun:
         async def count_http_request(_request: object) -> None:
             self.http_requests += 1
 
-        # Why this transport and `client.post` rather than `chat.completions.create`: on this
-        # 2-core box the default httpx transport plus typed params/response costs ~1.6 ms CPU per
-        # call (ceiling ~600 calls/s, ~75% of 64/0.1 s); `create` spends a third of its time
-        # transforming the TypedDict params. aiohttp transport + raw `post` (still the openai
-        # client: auth, base_url, retries honouring Retry-After, typed errors) costs ~0.5 ms
-        # and reaches ~90% — the same as a bare aiohttp POST. We parse the JSON ourselves.
-        self.client = openai.AsyncOpenAI(
+        # `client.post` with raw bytes rather than `chat.completions.create`: `create` spends a
+        # third of its CPU transforming TypedDict params and building typed responses we would
+        # only turn back into dicts. The openai client still does auth, base_url, retries
+        # honouring Retry-After and typed errors; `AiohttpClient` (see models/llm/transport.py)
+        # is the lean HTTP layer under it.
+        self.client = OpenAIClient(
             base_url=config.base_url,
             api_key=api_key,
             timeout=config.timeout_s,
             max_retries=config.max_retries,
-            http_client=openai.DefaultAioHttpClient(
-                timeout=config.timeout_s, event_hooks={"request": [count_http_request]}
+            http_client=AiohttpClient(
+                timeout_s=config.timeout_s,
+                max_connections=config.max_concurrency,
+                on_request=count_http_request,
             ),
         )
 
@@ -180,6 +183,7 @@ class LLMGateway:
 
         run = _BatchRun(self)
         to_store: list[tuple[str, str, str, dict[str, Any]]] = []
+        flushes: list[asyncio.Task[None]] = []
 
         async def settle(key: str, indices: list[int]) -> None:
             first = indices[0]
@@ -192,13 +196,21 @@ class LLMGateway:
             if result.ok:
                 to_store.append((key, prep.model, request.prompt_version, _payload(result)))
                 if len(to_store) >= _CACHE_FLUSH_EVERY:
-                    self._store(to_store)
+                    # On a worker thread: a SQLite write (or a wait for another process's
+                    # write lock) must not stall the responses this loop is handling.
+                    flushes.append(asyncio.create_task(asyncio.to_thread(self._store, to_store[:])))
+                    to_store.clear()
 
+        # Frozen, the pre-batch heap is skipped by the collector, which then walks only the
+        # batch's own objects: in a process that has imported Dagster or MLflow a full collection
+        # stalls this loop for tens of milliseconds, delaying every response waiting meanwhile.
+        gc.freeze()
         try:
             async with run.client:
                 await asyncio.gather(*(settle(key, indices) for key, indices in misses.items()))
         finally:
-            self._store(to_store)
+            gc.unfreeze()
+            await asyncio.gather(*flushes, asyncio.to_thread(self._store, to_store))
 
         final = [r for r in results if r is not None]
         assert len(final) == len(requests), "every request gets exactly one result"
@@ -248,7 +260,6 @@ class LLMGateway:
     def _store(self, entries: list[tuple[str, str, str, dict[str, Any]]]) -> None:
         if self._cache is not None and entries:
             self._cache.put_many(entries)
-        entries.clear()
 
     def _from_cache(self, index: int, request: LLMRequest, payload: dict[str, Any]) -> LLMResult:
         content = payload.get("content")
