@@ -34,6 +34,13 @@ from models.llm import GatewayConfig, LLMGateway, LLMRequest
 from models.llm.test_server import start_subprocess
 
 
+def _python_speed_ms() -> float:
+    """One core's pure-Python speed, so tables from different machines or days can be compared."""
+    started = time.perf_counter()
+    sum(range(10_000_000))
+    return 1000 * (time.perf_counter() - started)
+
+
 def _cpu_times() -> tuple[int, int] | None:
     """(steal, total) jiffies of all CPUs so far, or None where /proc/stat does not exist."""
     try:
@@ -196,7 +203,10 @@ def main() -> None:
         process.terminate()
         process.wait(timeout=10)
 
-    print(f"Server latency {args.latency_ms:.0f} ms (fixed), server in a separate process, 2-core machine.\n")
+    print(
+        f"Server latency {args.latency_ms:.0f} ms (fixed), server in a separate process, 2-core machine; "
+        f"sum(range(10**7)) takes {_python_speed_ms():.0f} ms here.\n"
+    )
     print(
         "| run | concurrency | calls | runs | wall s | calls/s | limit (conc./latency) "
         "| % of limit (range) | HTTP requests | CPU steal |"
