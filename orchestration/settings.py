@@ -95,10 +95,8 @@ class Settings(BaseSettings):
     gcp: GcpSettings = Field(default_factory=GcpSettings)
     mlflow_uri: str | None = None  # a shared tracking server; default: SQLite under the home folder
     taxonomy_file: Path = BUNDLED_DATA / "taxonomy.yaml"
-    # CPCD is too large to bundle; every developer machine and CI has ../shared/data.
-    golden_cpcd_path: str = str(
-        REPO_ROOT.parent / "shared" / "data" / "cpcd" / "cpcd_v1.dialogs.dev.train.jsonl"
-    )
+    # The CPCD dev/train file, bundled gzipped (CC BY 4.0, data/LICENSE-data.md); any file of the public format.
+    golden_cpcd_path: str = str(BUNDLED_DATA / "cpcd" / "cpcd_v1.dialogs.dev.train.jsonl.gz")
     prompts_dir: Path = REPO_ROOT / "models" / "prompts"
     # Interaction logs (JSONL or Parquet, models/feedback/interactions.py); empty: simulated listeners.
     interaction_logs_path: str = ""

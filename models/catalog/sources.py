@@ -1,5 +1,6 @@
 """One way to source a catalog: `read_catalog(spec)` picks the adapter for `spec.kind` and applies the shared rules."""
 
+import gzip
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,12 +83,14 @@ class CatalogRead:
 
 
 def read_bytes(location: str) -> bytes:
-    """The whole file, from a local path or a URL; a missing or unreadable location is a CatalogSourceError."""
+    """The whole file, from a local path or a URL (`.gz` decompressed); a missing or unreadable location is a
+    CatalogSourceError."""
     try:
-        return UPath(location).read_bytes()
+        data = UPath(location).read_bytes()
+        return gzip.decompress(data) if location.rsplit("?", 1)[0].endswith(".gz") else data
     except FileNotFoundError as exc:
         raise CatalogSourceError(location, "file_missing", "no such file") from exc
-    except (OSError, ValueError) as exc:  # fsspec/aiohttp report HTTP and permission failures as these
+    except (OSError, ValueError, EOFError) as exc:  # fsspec/aiohttp report HTTP and permission failures as these
         raise CatalogSourceError(location, "unreadable", f"{type(exc).__name__}: {exc}") from exc
 
 
