@@ -1,6 +1,7 @@
 """Evaluation: each candidate on the golden sets, the CPCD BM25 baseline, the champion gate and the HTML report."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +19,7 @@ from models.eval.evaluate import (
     evaluate_cpcd,
     evaluate_curated,
     fingerprint,
-    gate_on_curated,
+    gate_on_golden_sets,
     judge_note_metrics,
     judge_notes,
     table_hash,
@@ -46,14 +47,20 @@ DECISION_SCHEMA = pl.Schema(
     {
         "challenger": pl.String,
         "champion": pl.String,
-        "decision": pl.String,
+        "decision": pl.String,  # promote, keep or inconclusive
         "promoted": pl.Boolean,
-        "metric": pl.String,
+        "metric": pl.String,  # the primary: a weighted sum over golden sets
         "champion_mean": pl.Float64,
         "challenger_mean": pl.Float64,
         "delta": pl.Float64,
         "ci_low": pl.Float64,
         "ci_high": pl.Float64,
+        "p_value": pl.Float64,  # one-sided, before the correction
+        "p_holm": pl.Float64,  # Holm-adjusted over the challengers gated together
+        "mde": pl.Float64,  # the true delta detected with 80% power on these golden sets
+        "guardrails_failed": pl.String,  # guardrails breached or not shown within their margins
+        "lift_selection_corrected": pl.Float64,  # promoted challenger only
+        "rule": pl.String,
         "evidence": pl.String,  # GateDecision markdown
     }
 )
@@ -305,9 +312,12 @@ def _current(evaluations: dict[str, pl.DataFrame], golden_curated: pl.DataFrame)
     kinds={"polars", "mlflow"},
     ins={"candidate_evaluation": ALL_EVALUATIONS},
     description=(
-        f"Each challenger against the champion (setlist-assistant@champion) on {PRIMARY} per curated turn, a "
-        "paired bootstrap clustered by conversation, with guardrails on groundedness, safety, latency p95 and "
-        "cost. At most one challenger, the best promotable, is promoted: the champion aliases move to it."
+        "Every challenger against the champion (setlist-assistant@champion), jointly: the primary is 1/2 "
+        f"{PRIMARY} per curated turn + 1/2 hit@10 per CPCD evaluation turn (a stratified paired bootstrap by "
+        "conversation), Holm over the challengers; guardrails are non-inferiority tests with margins from a "
+        "power analysis (each golden set's primary, groundedness, safety, latency per turn, cost). Each decision "
+        "is promote, keep or inconclusive and logs its minimum detectable effect. At most one challenger, the "
+        "best promotable, is promoted; its lift is reported corrected for that selection."
     ),
 )
 def champion_gate(
@@ -322,13 +332,14 @@ def champion_gate(
     stale = sorted(set(loaded) - set(evaluations))
     champion = champion_key(client)
     curated = {k: f.filter(pl.col("golden_set") == CURATED) for k, f in evaluations.items()}
-    decisions = {
-        key: gate_on_curated(curated[champion], results, seed=platform.seed)
-        for key, results in curated.items()
-        if champion in curated and key != champion
-    }
-    promotable = [key for key, d in decisions.items() if d.promote]
-    best = max(promotable, key=lambda k: (decisions[k].challenger_mean, decisions[k].delta.low), default=None)
+    cpcd, cpcd_note = _cpcd_results(evaluations, champion)
+    report = (
+        gate_on_golden_sets(champion, curated, cpcd, seed=platform.seed)
+        if champion in curated and len(curated) > 1
+        else None
+    )
+    decisions = report.decisions if report else {}
+    best = report.promoted if report else None
     with mlflow.registry_lock():
         moved = promote(client, Candidate.from_key(best)) if best else []
     if champion not in curated:
@@ -340,19 +351,27 @@ def champion_gate(
     elif best:
         summary = f"promote {best} over {champion}"
     else:
-        summary = f"keep {champion} — no challenger won with confidence within the guardrails"
+        outcomes = ", ".join(f"{k}: {d.decision}" for k, d in decisions.items())
+        summary = f"keep {champion} — no challenger won with confidence within the guardrails ({outcomes})"
+    lift = report.lift if report else None
     rows = [
         {
             "challenger": key,
             "champion": champion,
             "decision": d.decision,
             "promoted": key == best,
-            "metric": d.metric,
-            "champion_mean": d.champion_mean,
-            "challenger_mean": d.challenger_mean,
-            "delta": d.delta.estimate,
-            "ci_low": d.delta.low,
-            "ci_high": d.delta.high,
+            "metric": d.primary.metric,
+            "champion_mean": d.primary.champion_mean,
+            "challenger_mean": d.primary.challenger_mean,
+            "delta": d.primary.delta.estimate,
+            "ci_low": d.primary.delta.low,
+            "ci_high": d.primary.delta.high,
+            "p_value": d.primary.p_value,
+            "p_holm": d.primary.p_holm,
+            "mde": d.primary.mde,
+            "guardrails_failed": ", ".join(g.name for g in d.guardrails if g.verdict != "pass"),
+            "lift_selection_corrected": lift.corrected if lift and key == best else None,
+            "rule": d.rule,
             "evidence": d.to_markdown(),
         }
         for key, d in decisions.items()
@@ -364,12 +383,43 @@ def champion_gate(
             "candidates_evaluated": len(evaluations),
             "promoted": int(best is not None),
             "decision": summary,
+            "rule": report.rule if report else "no challenger gated",
+            "primary_sets": cpcd_note,
             "champion_before": champion or "none",
             "champion_after": best or champion or "none",
             "aliases_moved": dg.MetadataValue.json(moved),
             "stale_evaluations_skipped": ", ".join(stale) or "none",
+            **(
+                {
+                    "promoted_lift": dg.MetadataValue.json(
+                        {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(lift).items()}
+                    )
+                }
+                if lift
+                else {}
+            ),
             **{f"gate: {key}": dg.MetadataValue.md(d.to_markdown()) for key, d in decisions.items()},
         },
+    )
+
+
+def _cpcd_results(
+    evaluations: dict[str, pl.DataFrame], champion: str | None
+) -> tuple[dict[str, pl.DataFrame] | None, str]:
+    """Per-turn CPCD results of every candidate on the champion's CPCD version, or None (curated only)."""
+    frames = {k: f.filter(pl.col("golden_set") == CPCD) for k, f in evaluations.items()}
+    if champion not in frames or frames[champion].is_empty():
+        return None, "golden_curated only: the champion has no golden_cpcd results"
+    version = frames[champion]["golden_version"][0]
+    lacking = sorted(k for k, f in frames.items() if f.filter(pl.col("golden_version") == version).is_empty())
+    if lacking:
+        return (
+            None,
+            f"golden_curated only: {', '.join(lacking)} lack golden_cpcd results on version {version}",
+        )
+    return (
+        {k: f.filter(pl.col("golden_version") == version) for k, f in frames.items()},
+        f"golden_curated and golden_cpcd (version {version})",
     )
 
 

@@ -1,10 +1,17 @@
 import numpy as np
 import pytest
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import NormalIndPower
 
 from models.eval.stats import (
     bootstrap_mean_ci,
+    bootstrap_p_value,
+    cluster_codes,
+    holm,
     judge_agreement,
+    minimum_detectable_effect,
     paired_bootstrap_diff_ci,
+    resampled_means,
     resolve_position_swap,
 )
 
@@ -31,11 +38,47 @@ def test_paired_bootstrap_covers_the_known_difference():
     assert ci.high - ci.low == pytest.approx(2 * 1.96 * 0.5 / np.sqrt(2000), rel=0.15)
 
 
-def test_constant_shift_gives_a_degenerate_interval_for_mean_and_quantile():
+def test_constant_shift_gives_a_degenerate_interval():
     a = np.arange(100.0)
-    for stat in ("mean", 0.95):
-        ci = paired_bootstrap_diff_ci(a, a + 10.0, statistic=stat, n_resamples=500)
-        assert (ci.estimate, ci.low, ci.high) == pytest.approx((10.0, 10.0, 10.0))
+    ci = paired_bootstrap_diff_ci(a, a + 10.0, n_resamples=500)
+    assert (ci.estimate, ci.low, ci.high) == pytest.approx((10.0, 10.0, 10.0))
+
+
+def test_series_resampled_together_share_their_draws_and_skip_missing_values():
+    rng = np.random.default_rng(5)
+    codes = cluster_codes(np.repeat(np.arange(50), 3), 150)
+    x = rng.normal(size=150)
+    with_gaps = np.where(np.arange(150) % 3 == 0, np.nan, x)
+    observed, dist = resampled_means(np.stack([x, 2 * x, with_gaps]), codes, 300, rng)
+    assert dist.shape == (300, 3)
+    assert observed[:2] == pytest.approx([x.mean(), 2 * x.mean()])
+    assert observed[2] == pytest.approx(np.nanmean(with_gaps))
+    assert dist[:, 1] == pytest.approx(2 * dist[:, 0])  # the same resamples for every series
+    assert not np.isnan(dist[:, 2]).any()
+
+
+def test_bootstrap_p_value_agrees_with_the_percentile_interval():
+    a, b = _paired(n=300, effect=0.1, seed=4)
+    codes = cluster_codes(None, 300)
+    _, dist = resampled_means(b - a, codes, 4000, np.random.default_rng(0))
+    p = bootstrap_p_value(dist[:, 0])
+    assert np.quantile(dist[:, 0], p) == pytest.approx(0.0, abs=0.01)
+    assert bootstrap_p_value(np.zeros(10)) == 1.0 and bootstrap_p_value(np.ones(9)) == 0.1
+
+
+def test_holm_agrees_with_statsmodels():
+    rng = np.random.default_rng(6)
+    # a few cases only: statsmodels' multipletests runs a full gc.collect() per call
+    for p in [[0.01], [0.02, 0.02, 0.001], rng.uniform(0, 0.1, 7), [0.3, 0.004, 0.006, 0.5, 0.007]]:
+        reject, adjusted = holm(p, 0.025)
+        ref_reject, ref_adjusted, _, _ = multipletests(p, alpha=0.025, method="holm")
+        assert list(reject) == list(ref_reject) and adjusted == pytest.approx(ref_adjusted)
+
+
+def test_minimum_detectable_effect_agrees_with_statsmodels_power():
+    # one-sample z test on a mean with standard error `se`: the MDE in effect-size units times se
+    d = NormalIndPower().solve_power(nobs1=1, ratio=0, alpha=0.005, power=0.8, alternative="larger")
+    assert minimum_detectable_effect(0.02, 0.005, 0.8) == pytest.approx(d * 0.02, rel=1e-6)
 
 
 def test_clustered_bootstrap_is_wider_when_turns_of_a_conversation_correlate():

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from models.assistant.replay import RUN_SCHEMA
-from models.eval.evaluate import behaviour_met, evaluate_curated, gate_on_curated, table_hash
+from models.eval.evaluate import behaviour_met, evaluate_curated, gate_on_golden_sets, table_hash
 from models.golden.curated import GOLDEN_TURN_SCHEMA, Behaviour
 from models.taxonomy import Node, Taxonomy
 
@@ -130,10 +130,32 @@ def test_behaviour_met(expected: Behaviour, shown: int, asked: bool, met: bool) 
 
 def test_gate_pairs_turns_and_refuses_mismatched_sets() -> None:
     base = evaluate_curated(_run(["t1"], ["Calm jazz."]), _golden(), CATALOG, TAXONOMY).results
-    decision = gate_on_curated(base, base)
-    assert decision.decision == "keep" and decision.delta.estimate == 0.0
+    report = gate_on_golden_sets("a", {"a": base, "b": base}, n_resamples=200)
+    decision = report.decisions["b"]
+    assert decision.decision == "inconclusive" and decision.primary.delta.estimate == 0.0
+    assert decision.primary.metric == "1 turn_success@golden_curated"
     with pytest.raises(ValueError, match="pair up"):
-        gate_on_curated(base, base.with_columns(turn_index=pl.lit(5)))
+        gate_on_golden_sets("a", {"a": base, "b": base.with_columns(turn_index=pl.lit(5))})
+
+
+def test_gate_takes_cpcd_per_turn_results_into_the_primary_and_the_guardrails() -> None:
+    curated = evaluate_curated(_run(["t1"], ["Calm jazz."]), _golden(), CATALOG, TAXONOMY).results
+    turns = pl.DataFrame(
+        {"conversation_id": [f"d{i // 2}" for i in range(40)], "turn_index": [i % 2 for i in range(40)]}
+    )
+    champion = turns.with_columns(hit_at_10=pl.Series([float(i % 4 == 0) for i in range(40)]))
+    worse = turns.with_columns(hit_at_10=pl.lit(0.0))
+    report = gate_on_golden_sets(
+        "a", {"a": curated, "b": curated}, {"a": champion, "b": worse}, n_resamples=500
+    )
+    d = report.decisions["b"]
+    assert d.primary.metric == "0.5 turn_success@golden_curated + 0.5 hit_at_10@golden_cpcd"
+    (hit,) = [g for g in d.guardrails if g.name == "hit_at_10"]
+    assert hit.golden_set == "golden_cpcd" and hit.worsening.estimate == pytest.approx(0.25)
+    assert d.primary.delta.estimate == pytest.approx(-0.125)
+    assert d.decision == "keep"
+    with pytest.raises(ValueError, match="golden_cpcd turns of b pair up"):
+        gate_on_golden_sets("a", {"a": curated, "b": curated}, {"a": champion, "b": worse.head(30)})
 
 
 def test_table_hash_ignores_excluded_timing_columns() -> None:

@@ -31,7 +31,7 @@ from models.assistant.retrieval_config import RetrieverConfig
 from models.assistant.track_text import track_tags
 from models.catalog.schema import empty_quarantine
 from models.eval.calibration import calibration_note
-from models.eval.gate import GateDecision, Guardrail, champion_gate
+from models.eval.gate import Comparison, GateReport, Guardrail, PrimaryPart, gate
 from models.eval.judges import ResponseItem, ResponseRulesGrader, acceptable_from_rating
 from models.eval.metrics import (
     clarification_report,
@@ -330,45 +330,109 @@ def ci_table(evaluations: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-# Guardrail margins, in each metric's units: a few points of grounded stories may trade for a better primary;
-# safety may not worsen at all; latency p95 may grow by a quarter; cost per turn by a tenth.
-GROUNDEDNESS_MARGIN = 0.05
-SAFETY_MARGIN = 0.0
-LATENCY_P95_RELATIVE_MARGIN = 0.25
-COST_RELATIVE_MARGIN = 0.10
+# The primary: equal say for the conversation (curated turn success) and retrieval on real listeners' likes
+# (CPCD hit@10); see models/eval/gate.py for why. Without CPCD results the curated part stands alone.
+PRIMARY_WEIGHTS = {CURATED: 0.5, CPCD: 0.5}
+CPCD_PRIMARY = "hit_at_10"
+# Guardrail tolerances, in each compared unit: what the team accepts before any power analysis widens the
+# margin (models/eval/gate.py). A few points of grounded stories may trade for a better primary; safety
+# and either golden set's primary may not get significantly worse (tolerance 0: a harm test); latency may
+# grow by a quarter per turn (log ratio); cost per turn by a tenth of the champion's.
+GROUNDEDNESS_TOLERANCE = 0.05
+SAFETY_TOLERANCE = 0.0
+PRIMARY_PART_TOLERANCE = 0.0
+LATENCY_RELATIVE_TOLERANCE = 0.25
+COST_RELATIVE_TOLERANCE = 0.10
 
 
-def gate_on_curated(champion: pl.DataFrame, challenger: pl.DataFrame, seed: int = 0) -> GateDecision:
-    """`champion_gate` on the primary metric per curated turn, paired by turn and clustered by conversation."""
-    key = ["conversation_id", "turn_index"]
-    paired = champion.join(challenger, on=key, how="inner", suffix="_challenger").sort(key)
-    if paired.height != champion.height:
-        raise ValueError(
-            f"only {paired.height} of {champion.height} curated turns pair up; were both run on one golden version?"
+def gate_on_golden_sets(
+    champion: str,
+    curated: Mapping[str, pl.DataFrame],
+    cpcd: Mapping[str, pl.DataFrame] | None = None,
+    *,
+    seed: int = 0,
+    n_resamples: int = 10_000,
+) -> GateReport:
+    """Gate every other candidate in `curated` against `champion` on per-turn results, jointly.
+
+    `curated` (and `cpcd`, when every candidate has CPCD results) map candidate keys to their
+    per-turn tables (`evaluate_curated` / `evaluate_cpcd` results); turns pair by
+    (conversation_id, turn_index) and must pair completely.
+    """
+    keys = [k for k in curated if k != champion]
+    items = _paired(CURATED, champion, curated, keys)
+    clusters = items[champion]["conversation_id"].to_numpy()
+
+    def compare(name: str, column: str, higher_is_better: bool = True, log_scale: bool = False) -> Comparison:
+        return Comparison(
+            name,
+            CURATED,
+            clusters,
+            items[champion][column].cast(pl.Float64).to_numpy(),
+            {k: items[k][column].cast(pl.Float64).to_numpy() for k in keys},
+            higher_is_better,
+            log_scale,
         )
 
-    def pair(column: str) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            paired[column].cast(pl.Float64).to_numpy(),
-            paired[f"{column}_challenger"].cast(pl.Float64).to_numpy(),
+    turn_success = compare(PRIMARY, PRIMARY)
+    primary = [PrimaryPart(turn_success, 1.0)]
+    guardrails = []
+    if cpcd is not None:
+        cpcd_items = _paired(CPCD, champion, cpcd, keys)
+        hit = Comparison(
+            CPCD_PRIMARY,
+            CPCD,
+            cpcd_items[champion]["conversation_id"].to_numpy(),
+            cpcd_items[champion][CPCD_PRIMARY].cast(pl.Float64).to_numpy(),
+            {k: cpcd_items[k][CPCD_PRIMARY].cast(pl.Float64).to_numpy() for k in keys},
         )
-
-    clusters = paired["conversation_id"].to_list()
-    latency, cost = pair("latency_ms"), pair("cost_usd")
-    guardrails = [
-        Guardrail("groundedness", *pair("groundedness"), True, GROUNDEDNESS_MARGIN, clusters=clusters),
-        Guardrail("safety", *pair("safe"), True, SAFETY_MARGIN, clusters=clusters),
+        primary = [
+            PrimaryPart(turn_success, PRIMARY_WEIGHTS[CURATED]),
+            PrimaryPart(hit, PRIMARY_WEIGHTS[CPCD]),
+        ]
+        guardrails += [
+            Guardrail(turn_success, PRIMARY_PART_TOLERANCE),
+            Guardrail(hit, PRIMARY_PART_TOLERANCE),
+        ]
+    champion_cost = float(items[champion]["cost_usd"].cast(pl.Float64).mean() or 0.0)
+    guardrails += [
+        Guardrail(compare("groundedness", "groundedness"), GROUNDEDNESS_TOLERANCE),
+        Guardrail(compare("safety", "safe"), SAFETY_TOLERANCE),
         Guardrail(
-            "latency_ms",
-            *latency,
-            False,
-            LATENCY_P95_RELATIVE_MARGIN * float(np.quantile(latency[0], 0.95)),
-            statistic=0.95,  # quantile bootstraps resample turns, not conversations
+            compare("latency_ms", "latency_ms", False, log_scale=True),
+            float(np.log1p(LATENCY_RELATIVE_TOLERANCE)),
         ),
-        Guardrail(
-            "cost_usd", *cost, False, COST_RELATIVE_MARGIN * float(np.mean(cost[0])), clusters=clusters
-        ),
+        Guardrail(compare("cost_usd", "cost_usd", False), COST_RELATIVE_TOLERANCE * champion_cost),
     ]
     # A guardrail without a single paired value (no safety turns, no stories) has nothing to guard here.
-    guarded = [g for g in guardrails if (~np.isnan(g.champion) & ~np.isnan(g.challenger)).any()]
-    return champion_gate(*pair(PRIMARY), metric=PRIMARY, guardrails=guarded, clusters=clusters, seed=seed)
+    guarded = [g for g in guardrails if _has_pairs(g.comparison)]
+    return gate(champion, primary, guarded, seed=seed, n_resamples=n_resamples)
+
+
+def _paired(
+    golden_set: str, champion: str, tables: Mapping[str, pl.DataFrame], keys: Sequence[str]
+) -> dict[str, pl.DataFrame]:
+    """Each candidate's table in the champion's turn order; every turn must pair."""
+    key = ["conversation_id", "turn_index"]
+    if champion not in tables:
+        raise ValueError(f"the champion {champion} has no {golden_set} results")
+    base = tables[champion].sort(key)
+    out = {champion: base}
+    for k in keys:
+        if k not in tables:
+            raise ValueError(f"{k} has no {golden_set} results")
+        aligned = base.select(key).join(tables[k], on=key, how="inner", maintain_order="left")
+        if aligned.height != base.height or tables[k].height != base.height:
+            raise ValueError(
+                f"only {aligned.height} of {base.height} {golden_set} turns of {k} pair up with the champion's; "
+                "were both run on one golden version?"
+            )
+        out[k] = aligned
+    return out
+
+
+def _has_pairs(c: Comparison) -> bool:
+    champ = np.asarray(c.champion, dtype=float)
+    return any(
+        (~np.isnan(champ) & ~np.isnan(np.asarray(v, dtype=float))).any() for v in c.challengers.values()
+    )

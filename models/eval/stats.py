@@ -1,10 +1,14 @@
-"""Confidence intervals and agreement statistics that compose with any per-item grader output.
+"""Confidence intervals, tests and agreement statistics that compose with any per-item grader output.
 
-Bootstraps are percentile intervals, numpy-vectorised in memory-bounded chunks of resamples, and
-deterministic for a given seed. Items whose value is NaN (e.g. retrieval turns with nothing
-relevant) are dropped before resampling; in a paired bootstrap the whole pair is dropped.
-With `clusters` (e.g. conversation ids) whole clusters are resampled, because turns of one
-conversation are correlated and resampling turns would make the interval too narrow.
+Bootstraps are percentile intervals, deterministic for a given seed. With `clusters` (e.g.
+conversation ids) whole clusters are resampled, because turns of one conversation are correlated
+and resampling turns would make the interval too narrow. A resample is a row of cluster counts
+(how often each cluster was drawn), so the mean of any number of per-item series over one resample
+is a matrix product: `counts @ cluster_sums / counts @ cluster_sizes`. Series that share a resample
+(several metrics, several challengers on one golden set) stay jointly distributed, which the gate
+needs for Holm's correction and for the selection correction of the promoted lift. Items whose
+value is NaN (e.g. retrieval turns with nothing relevant, turns without a story) count in no
+resample of that series; in a paired bootstrap the whole pair is dropped.
 """
 
 from collections.abc import Hashable, Sequence
@@ -13,14 +17,14 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import stats
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from models.eval.metrics import metric_key
 
-# A statistic is the mean or a quantile level in (0, 1), e.g. 0.95 for a p95 latency.
-Statistic = Literal["mean"] | float
-
-_CHUNK_ELEMENTS = 1 << 20  # indices per chunk: small enough to stay cache-friendly (~2x faster than 8M)
+_CHUNK_ELEMENTS = (
+    1 << 21
+)  # cluster draws per chunk of resamples: bounds memory, keeps the matmul cache-friendly
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,88 @@ class BootstrapCI:
         }
 
 
+def cluster_codes(clusters: Sequence[Hashable] | np.ndarray | None, n: int) -> np.ndarray:
+    """0-based cluster index per item; every item its own cluster when `clusters` is None."""
+    if clusters is None:
+        return np.arange(n)
+    if len(clusters) != n:
+        raise ValueError(f"{len(clusters)} cluster ids for {n} items")
+    return np.unique(np.asarray(clusters), return_inverse=True)[1].ravel()
+
+
+def resampled_means(
+    values: ArrayLike, codes: np.ndarray, n_resamples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Observed means and the (n_resamples, series) bootstrap distribution of the means of each row of
+    `values` (series x items, NaN = no value), resampling the clusters named by `codes` jointly.
+
+    A resample that draws no item with a value of some series gives NaN for that series.
+    """
+    x = np.atleast_2d(np.asarray(values, dtype=float))
+    if x.shape[1] != len(codes):
+        raise ValueError(f"{x.shape[1]} items but {len(codes)} cluster codes")
+    n_clusters = int(codes.max()) + 1 if len(codes) else 0
+    if n_clusters == 0:
+        raise ValueError("cannot bootstrap zero items")
+    present = ~np.isnan(x)
+    sums = np.stack(
+        [
+            np.bincount(codes, weights=np.where(p, row, 0.0), minlength=n_clusters)
+            for row, p in zip(x, present, strict=True)
+        ]
+    )
+    sizes = np.stack([np.bincount(codes, weights=p.astype(float), minlength=n_clusters) for p in present])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        observed = sums.sum(axis=1) / sizes.sum(axis=1)
+        per_chunk = max(1, _CHUNK_ELEMENTS // n_clusters)
+        chunks = []
+        for start in range(0, n_resamples, per_chunk):
+            b = min(per_chunk, n_resamples - start)
+            draws = rng.integers(0, n_clusters, size=(b, n_clusters)) + (np.arange(b) * n_clusters)[:, None]
+            counts = np.bincount(draws.ravel(), minlength=b * n_clusters).reshape(b, n_clusters).astype(float)
+            chunks.append((counts @ sums.T) / (counts @ sizes.T))
+    return observed, np.concatenate(chunks)
+
+
+def percentile_interval(dist: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The central (1 - alpha) percentile interval of a bootstrap distribution (NaN resamples ignored)."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    quantile = np.nanquantile if np.isnan(dist).any() else np.quantile
+    low, high = quantile(dist, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def bootstrap_p_value(dist: np.ndarray, threshold: float = 0.0) -> float:
+    """One-sided p-value of "the statistic exceeds `threshold`": the share of resamples at or below it.
+
+    The +1s keep it a valid p-value (never 0); it agrees with the percentile interval, whose lower
+    bound at level 1 - 2p is the threshold.
+    """
+    finite = dist[~np.isnan(dist)]
+    return float((1 + np.count_nonzero(finite <= threshold)) / (1 + len(finite)))
+
+
+def holm(p_values: Sequence[float], alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down: (reject, adjusted p-values), as statsmodels' `multipletests(method="holm")`.
+
+    Written out because that function runs a full `gc.collect()` on every call (0.7 s in a process
+    that has imported Dagster), which simulations of the gate would pay thousands of times;
+    tests/test_eval_stats.py checks both agree.
+    """
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    steps = np.arange(len(p), 0, -1)  # K, K-1, ..., 1
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * steps))
+    return adjusted <= alpha, adjusted
+
+
+def minimum_detectable_effect(se: float, alpha: float, power: float = 0.8) -> float:
+    """Smallest true effect a one-sided level-alpha test detects with `power`: (z_{1-alpha} + z_power) * se."""
+    return float((stats.norm.ppf(1 - alpha) + stats.norm.ppf(power)) * se)
+
+
 def bootstrap_mean_ci(
     values: ArrayLike,
     *,
@@ -55,96 +141,42 @@ def bootstrap_mean_ci(
     """One-sample percentile bootstrap CI of a mean."""
     x = np.asarray(values, dtype=float)
     keep = ~np.isnan(x)
-    groups = _cluster_codes(clusters, len(x))
-    x, groups = x[keep], None if groups is None else groups[keep]
-    dist = _mean_distribution(x, groups, n_resamples, np.random.default_rng(seed))
-    return _interval(float(x.mean()), dist, alpha, len(x), groups)
+    codes = cluster_codes(clusters, len(x))[keep]
+    return _ci(x[keep], codes, clusters is not None, n_resamples, alpha, seed)
 
 
 def paired_bootstrap_diff_ci(
     baseline: ArrayLike,
     candidate: ArrayLike,
     *,
-    statistic: Statistic = "mean",
     clusters: Sequence[Hashable] | np.ndarray | None = None,
     n_resamples: int = 10_000,
     alpha: float = 0.05,
     seed: int = 0,
 ) -> BootstrapCI:
-    """CI of statistic(candidate) - statistic(baseline) on the same items, resampling item indices.
-
-    Quantile statistics support only item-level resampling (no clusters).
-    """
+    """CI of mean(candidate) - mean(baseline) on the same items, resampling items (or their clusters)."""
     a, b = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"paired arrays must be 1-d and equal length, got {a.shape} and {b.shape}")
     keep = ~(np.isnan(a) | np.isnan(b))
-    groups = _cluster_codes(clusters, len(a))
-    a, b, groups = a[keep], b[keep], None if groups is None else groups[keep]
-    rng = np.random.default_rng(seed)
-    if statistic == "mean":
-        diff = b - a
-        return _interval(
-            float(diff.mean()), _mean_distribution(diff, groups, n_resamples, rng), alpha, len(a), groups
-        )
-    if groups is not None:
-        raise ValueError("a clustered bootstrap supports only statistic='mean'")
-    q = float(statistic)
-    if not 0.0 < q < 1.0:
-        raise ValueError(f"quantile statistic must be in (0, 1), got {statistic!r}")
-    dist = np.concatenate(
-        [
-            np.quantile(b[idx], q, axis=1) - np.quantile(a[idx], q, axis=1)
-            for idx in _index_chunks(len(a), n_resamples, rng)
-        ]
-    )
-    return _interval(float(np.quantile(b, q) - np.quantile(a, q)), dist, alpha, len(a), None)
+    codes = cluster_codes(clusters, len(a))[keep]
+    return _ci((b - a)[keep], codes, clusters is not None, n_resamples, alpha, seed)
 
 
-def _cluster_codes(clusters: Sequence[Hashable] | np.ndarray | None, n: int) -> np.ndarray | None:
-    if clusters is None:
-        return None
-    if len(clusters) != n:
-        raise ValueError(f"{len(clusters)} cluster ids for {n} items")
-    return np.unique(np.asarray(clusters), return_inverse=True)[1].ravel()
-
-
-def _index_chunks(n: int, n_resamples: int, rng: np.random.Generator):
-    if n == 0:
-        raise ValueError("cannot bootstrap zero items")
-    per_chunk = max(1, _CHUNK_ELEMENTS // n)
-    for start in range(0, n_resamples, per_chunk):
-        yield rng.integers(0, n, size=(min(per_chunk, n_resamples - start), n), dtype=np.int32)
-
-
-def _mean_distribution(
-    x: np.ndarray, groups: np.ndarray | None, n_resamples: int, rng: np.random.Generator
-) -> np.ndarray:
-    if groups is None:
-        return np.concatenate([x[idx].mean(axis=1) for idx in _index_chunks(len(x), n_resamples, rng)])
-    # Resampling clusters: the mean of the drawn items is sum of cluster sums / sum of cluster sizes.
-    _, groups = np.unique(groups, return_inverse=True)
-    sums = np.bincount(groups, weights=x)
-    sizes = np.bincount(groups).astype(float)
-    return np.concatenate(
-        [sums[idx].sum(axis=1) / sizes[idx].sum(axis=1) for idx in _index_chunks(len(sums), n_resamples, rng)]
-    )
-
-
-def _interval(
-    estimate: float, dist: np.ndarray, alpha: float, n_items: int, groups: np.ndarray | None
+def _ci(
+    x: np.ndarray, codes: np.ndarray, clustered: bool, n_resamples: int, alpha: float, seed: int
 ) -> BootstrapCI:
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    low, high = np.quantile(dist, [alpha / 2, 1 - alpha / 2])
+    codes = np.unique(codes, return_inverse=True)[1].ravel()  # clusters left without items are not drawn
+    observed, dist = resampled_means(x, codes, n_resamples, np.random.default_rng(seed))
+    low, high = percentile_interval(dist[:, 0], alpha)
     return BootstrapCI(
-        estimate=estimate,
-        low=float(low),
-        high=float(high),
+        estimate=float(observed[0]),
+        low=low,
+        high=high,
         alpha=alpha,
-        n_resamples=len(dist),
-        n_items=n_items,
-        n_clusters=None if groups is None else len(np.unique(groups)),
+        n_resamples=n_resamples,
+        n_items=len(x),
+        n_clusters=int(codes.max()) + 1 if clustered else None,
     )
 
 
