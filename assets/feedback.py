@@ -9,9 +9,10 @@ from mlflow import MlflowClient
 from assets.ui_metadata import counts_table, preview, suite_result
 from checks.preference_suite import (
     evaluation_overlap,
+    intent_balance,
     intent_shares,
+    length_balance,
     length_bias,
-    preference_skew,
     validate_preference_pairs,
 )
 from models.assistant.assistant import Assistant, build_assistant
@@ -38,6 +39,7 @@ from models.feedback.preferences import (
     cpcd_pairs,
     export_pairs,
     feedback_pairs,
+    length_balanced,
     llm_judged_pairs,
     rated_pairs,
     synthetic_responses,
@@ -216,7 +218,10 @@ def preference_pairs(
             feedback_pairs(interaction_logs, catalog, config.max_pairs_per_slate),
         ]
     )
-    pairs, dropped = _without_evaluation_items(extraction, golden_curated, golden_cpcd)
+    balanced = length_balanced(_without_evaluation_items(extraction, golden_curated, golden_cpcd))
+    pairs, dropped = balanced.pairs, balanced.dropped
+    if not (balance := length_balance(pairs)).success:  # a length-biased set must not reach a trainer
+        raise dg.Failure(f"preference pairs are length-biased, not exported:\n{balance.as_markdown()}")
     paths = export_pairs(pairs, Path(platform.exports_dir))
     per_source = dict(pairs.group_by("source").len().sort("source").iter_rows())
     return dg.Output(
@@ -254,13 +259,14 @@ def _response_variants(catalog: pl.DataFrame, tree: Taxonomy) -> dict[str, Assis
 
 def _without_evaluation_items(
     extraction: PairExtraction, curated: pl.DataFrame, cpcd: pl.DataFrame
-) -> tuple[pl.DataFrame, dict[str, int]]:
+) -> PairExtraction:
     overlap = evaluation_overlap(extraction.pairs, curated, cpcd)
     removed = extraction.pairs.filter(pl.col("pair_id").is_in(overlap["pair_id"].implode()))
     dropped = dict(extraction.dropped)
     for source, count in removed.group_by("source").len().iter_rows():
         dropped[f"{source}:evaluation_overlap"] = count
-    return extraction.pairs.filter(~pl.col("pair_id").is_in(overlap["pair_id"].implode())), dropped
+    kept = extraction.pairs.filter(~pl.col("pair_id").is_in(overlap["pair_id"].implode()))
+    return PairExtraction(kept, dropped)
 
 
 @dg.asset_check(
@@ -278,11 +284,20 @@ def preference_pairs_expectations(
 
 @dg.asset_check(
     asset="preference_pairs",
-    blocking=False,
-    description="Chosen-longer share within 35-65% per source; no intent above 60% of judge/feedback pairs.",
+    blocking=True,
+    description="Chosen-longer share within 45-55% per source and overall: a length-biased set is not exported.",
 )
-def preference_pairs_skew(preference_pairs: pl.DataFrame) -> dg.AssetCheckResult:
-    outcome = preference_skew(preference_pairs)
+def preference_pairs_length_bias(preference_pairs: pl.DataFrame) -> dg.AssetCheckResult:
+    return suite_result(length_balance(preference_pairs))
+
+
+@dg.asset_check(
+    asset="preference_pairs",
+    blocking=False,
+    description="No intent above 60% of the judge and feedback pairs.",
+)
+def preference_pairs_intent_balance(preference_pairs: pl.DataFrame) -> dg.AssetCheckResult:
+    outcome = intent_balance(preference_pairs)
     return suite_result(outcome, dg.AssetCheckSeverity.WARN)  # a skew is for a person to weigh, not a stop
 
 
@@ -299,8 +314,11 @@ class OnlineExperimentConfig(dg.Config):
     description=(
         "A simulated A/B test of setlist-assistant@champion (control) against the latest other evaluated "
         "candidate (or, with only one, the champion with a weaker retriever): like rate, skip rate and "
-        "session length per listener with the SRM check, CUPED on each listener's pre-period value and Welch "
-        f"intervals. One MLflow run in '{EXPERIMENT}', tagged with the candidates' offline evaluation runs."
+        "session length per listener. First the power plan from the pre-period (each metric's minimum "
+        "detectable effect), then an always-valid mSPRT after every round of sessions (peeking allowed), then "
+        "the fixed-horizon analysis: SRM check, CUPED on each listener's pre-period value, Welch intervals; Holm "
+        f"across the three metrics throughout. One MLflow run in '{EXPERIMENT}', tagged with the candidates' "
+        "offline evaluation runs."
     ),
 )
 def online_experiment(
@@ -352,6 +370,7 @@ def online_experiment(
     )
     table = _effects_table(result)
     like = result.results["like_rate"]
+    last_look = result.looks.filter(pl.col("look") == pl.col("look").max())
     return dg.Output(
         table,
         metadata={
@@ -363,6 +382,9 @@ def online_experiment(
             "srm_p_value": round(like.srm.p_value, 4),
             "srm_flagged": like.srm.flagged,
             "effects": preview(table, rows=len(table)),
+            "power_plan": dg.MetadataValue.md(_plan_markdown(result)),
+            "sequential_looks": preview(result.looks, rows=result.looks.height),
+            "significant_at_last_look": ", ".join(last_look.filter("significant")["metric"]) or "none",
             "offline_online_spearman": round(correlation.spearman, 3),
             "offline_online_ci": f"[{correlation.ci_low:.3f}, {correlation.ci_high:.3f}]",
             "offline_online_note": (
@@ -390,6 +412,23 @@ def _effects_table(result: OnlineExperiment) -> pl.DataFrame:
                 if r.variance_reduction is not None
                 else None,
                 "p_value_cuped": round(cuped.p_value, 4) if cuped else None,
+                "p_holm": round(result.p_holm[metric], 4),
+                "planned_mde": round(result.plan[metric].mde, 4),
             }
         )
     return pl.DataFrame(rows)
+
+
+def _plan_markdown(result: OnlineExperiment) -> str:
+    lines = [
+        "Before the experiment period, from the pre-period alone (without CUPED, so an upper bound):",
+        "",
+        "| metric | listeners control / treatment | per-listener sd | alpha (per metric) | MDE at 80% power | relative |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {p.metric} | {p.n_control} / {p.n_treatment} | {p.sd:.4g} | {p.alpha:.3g} | {p.mde:.4g} | "
+        f"{p.mde_relative:.1%} |"
+        for p in result.plan.values()
+    ]
+    return "\n".join(lines)

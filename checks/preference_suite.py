@@ -3,11 +3,12 @@
 - Overlap: a pair from an evaluation conversation, or whose request (near-)duplicates an evaluation turn,
   would train on the test set. Curated conversations and the CPCD evaluation part are evaluation items;
   near-duplicates use the synthetic pipeline's index (`checks.golden_leakage`), so both agree.
-- Length bias: DPO readily learns "longer is better" when chosen answers are systematically longer
-  (Park et al. 2024, "Disentangling Length from Quality in DPO"). Outside 35-65% of pairs with a longer
-  chosen side, length is a cue a trainer can exploit; with 100 pairs the band is about 3 standard errors
-  from a fair 50%, so noise alone rarely crosses it. Below MIN_PAIRS_FOR_SHARES no verdict is given.
-- Intent balance: above 60% of the judge and feedback pairs in one intent, the model mostly learns that
+- Length bias (blocking): DPO readily learns "longer is better" when chosen answers are systematically
+  longer (Park et al. 2024, "Disentangling Length from Quality in DPO"). The pairs are length-balanced
+  per source before export (`models.feedback.preferences.length_balanced`), so the share of pairs with a
+  longer chosen side must lie within 0.5 +- 0.05 per source and overall; outside it, the set teaches
+  length and is not exported for training.
+- Intent balance (warning): above 60% of the judge and feedback pairs in one intent, the model mostly learns that
   behaviour; 60% leaves room for "recommend" leading, as it does in real traffic.
 """
 
@@ -19,7 +20,7 @@ from checks.gx_runner import ExpectationOutcome, SuiteOutcome, run_suite
 from models.feedback.preferences import PAIR_SCHEMA, SOURCES
 from models.golden.cpcd import cpcd_evaluation_turns
 
-LENGTH_BIAS_BOUNDS = (0.35, 0.65)
+LENGTH_BIAS_BOUNDS = (0.45, 0.55)
 MAX_INTENT_SHARE = 0.6
 MIN_PAIRS_FOR_SHARES = 30
 INTENT_SOURCES = ("judge_pairwise", "user_feedback")
@@ -90,7 +91,7 @@ def length_bias(pairs: pl.DataFrame) -> pl.DataFrame:
     def summary(frame: pl.DataFrame, name: str) -> dict[str, object]:
         differ = frame.filter(pl.col("chosen_chars") != pl.col("rejected_chars"))
         share = (differ["chosen_chars"] > differ["rejected_chars"]).mean() if differ.height else None
-        judged = share is not None and differ.height >= MIN_PAIRS_FOR_SHARES
+        judged = share is not None
         return {
             "source": name,
             "pairs": frame.height,
@@ -161,9 +162,8 @@ def validate_preference_pairs(
     )
 
 
-def preference_skew(pairs: pl.DataFrame) -> SuiteOutcome:
-    """Warning-level: chosen-longer share within bounds per source, no intent above MAX_INTENT_SHARE."""
-    bias = length_bias(pairs)
+def length_balance(pairs: pl.DataFrame) -> SuiteOutcome:
+    """Blocking: the chosen-longer share within LENGTH_BIAS_BOUNDS per source and overall."""
     outcomes = [
         ExpectationOutcome(
             f"chosen_longer_share_within_{LENGTH_BIAS_BOUNDS}({row['source']})",
@@ -171,17 +171,24 @@ def preference_skew(pairs: pl.DataFrame) -> SuiteOutcome:
             f"{row['chosen_longer_share']} of {row['pairs']} pairs "
             f"(mean chars {row['mean_chosen_chars']} vs {row['mean_rejected_chars']})",
         )
-        for row in bias.iter_rows(named=True)
+        for row in length_bias(pairs).iter_rows(named=True)
         if row["pairs"]
     ]
+    return SuiteOutcome("preference_length_balance", outcomes)
+
+
+def intent_balance(pairs: pl.DataFrame) -> SuiteOutcome:
+    """Warning-level: no intent above MAX_INTENT_SHARE of the judge and feedback pairs."""
     shares = intent_shares(pairs)
     top = shares.row(0, named=True) if shares.height else None
     judged = top is not None and shares["pairs"].sum() >= MIN_PAIRS_FOR_SHARES
-    outcomes.append(
-        ExpectationOutcome(
-            f"no_intent_above_{MAX_INTENT_SHARE}_of_judge_and_feedback_pairs",
-            not (judged and top["share"] > MAX_INTENT_SHARE),
-            f"top: {top['intent']} {top['share']} of {shares['pairs'].sum()}" if top else "no intents",
-        )
+    return SuiteOutcome(
+        "preference_intent_balance",
+        [
+            ExpectationOutcome(
+                f"no_intent_above_{MAX_INTENT_SHARE}_of_judge_and_feedback_pairs",
+                not (judged and top["share"] > MAX_INTENT_SHARE),
+                f"top: {top['intent']} {top['share']} of {shares['pairs'].sum()}" if top else "no intents",
+            )
+        ],
     )
-    return SuiteOutcome("preference_skew", outcomes)

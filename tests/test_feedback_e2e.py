@@ -41,7 +41,8 @@ def test_preference_pairs_and_interaction_logs_materialize_offline(settings, tmp
         assets.feedback.interaction_logs_assets,
         assets.feedback.preference_pairs,
         assets.feedback.preference_pairs_expectations,
-        assets.feedback.preference_pairs_skew,
+        assets.feedback.preference_pairs_length_bias,
+        assets.feedback.preference_pairs_intent_balance,
     ]
     result = dg.materialize(
         [*feedback, *upstream, *(s for a in training_set for s in a.to_source_assets())],
@@ -57,6 +58,7 @@ def test_preference_pairs_and_interaction_logs_materialize_offline(settings, tmp
     assert result.success
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["preference_pairs_expectations"].passed, checks["preference_pairs_expectations"].metadata
+    assert checks["preference_pairs_length_bias"].passed, checks["preference_pairs_length_bias"].metadata
 
     pairs = result.output_for_node("preference_pairs")
     assert set(pairs["source"]) == {"cpcd_likes", "judge_pairwise", "user_feedback"}

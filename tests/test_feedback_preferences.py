@@ -2,12 +2,14 @@
 
 import polars as pl
 
-from checks.preference_suite import evaluation_overlap, length_bias, preference_skew
+from checks.preference_suite import evaluation_overlap, length_balance, length_bias
 from models.eval.judges import ResponseItem, Verdict
 from models.feedback.preferences import (
     PAIR_SCHEMA,
     JudgedTurn,
+    PairExtraction,
     cpcd_pairs,
+    length_balanced,
     llm_judged_pairs,
     rated_pairs,
 )
@@ -235,8 +237,36 @@ def test_length_bias_is_flagged_when_chosen_is_mostly_longer():
     bias = length_bias(_pairs(rows))
     judged = bias.filter(pl.col("source") == "judge_pairwise").row(0, named=True)
     assert judged["chosen_longer_share"] == 0.8 and judged["flagged"]
-    outcome = preference_skew(_pairs(rows))
+    outcome = length_balance(_pairs(rows))
     assert [o.expectation for o in outcome.failures] == [
-        "chosen_longer_share_within_(0.35, 0.65)(judge_pairwise)",
-        "chosen_longer_share_within_(0.35, 0.65)(all)",
+        "chosen_longer_share_within_(0.45, 0.55)(judge_pairwise)",
+        "chosen_longer_share_within_(0.45, 0.55)(all)",
     ]
+
+
+def test_length_balancing_evens_each_source_and_counts_the_surplus():
+    rows = [
+        {
+            "pair_id": f"{source}-{i}",
+            "source": source,
+            "conversation_id": "c",
+            "request": "r",
+            "intent": "recommend",
+            "chosen": ("a much longer chosen answer" if i < longer else "short") if i < 60 else "same size",
+            "rejected": "medium one" if i < 60 else "size same",
+        }
+        for source, longer in (("judge_pairwise", 48), ("cpcd_likes", 25))
+        for i in range(62)
+    ]
+    balanced = length_balanced(PairExtraction(_pairs(rows), {"judge_pairwise:tie_rating": 3}))
+    assert balanced.dropped == {
+        "judge_pairwise:tie_rating": 3,
+        "judge_pairwise:length_balance": 48 - 12,
+        "cpcd_likes:length_balance": 35 - 25,
+    }
+    bias = length_bias(balanced.pairs)
+    assert set(bias["chosen_longer_share"].drop_nulls()) == {0.5}
+    assert length_balance(balanced.pairs).success
+    assert balanced.pairs.filter(pl.col("chosen") == "same size").height == 4  # equal lengths are kept
+    again = length_balanced(PairExtraction(_pairs(rows[::-1]), {}))
+    assert sorted(again.pairs["pair_id"]) == sorted(balanced.pairs["pair_id"])  # independent of row order

@@ -134,3 +134,18 @@ def test_offline_metric_correlates_with_like_rate_per_session(experiment):
     corr = offline_online_correlation(experiment.sessions, n_resamples=300)
     assert corr.level == "session" and corr.n == experiment.sessions.height
     assert 0 < corr.ci_low <= corr.spearman <= corr.ci_high
+
+
+def test_the_plan_comes_first_and_every_look_is_tested_with_holm_across_metrics(experiment):
+    plan = experiment.plan["like_rate"]
+    assert plan.n_control + plan.n_treatment == 240 and plan.mde > 0
+    looks = experiment.looks
+    assert sorted(looks["look"].unique()) == [1, 2] and set(looks["metric"]) == {
+        "like_rate",
+        "skip_rate",
+        "requests",
+    }
+    assert (looks["p_holm"] >= looks["p_always_valid"]).all()
+    assert (looks["cs_low"] < 0).all() and (looks["cs_high"] > 0).all()  # A/A: zero stays in the sequence
+    assert not looks["significant"].any()  # A/A
+    assert set(experiment.p_holm) == set(experiment.results)

@@ -1,9 +1,23 @@
-"""Online A/B test analysis: sample-ratio-mismatch check, CUPED, Welch intervals and relative lift.
+"""Online A/B test analysis: the power plan, sample-ratio-mismatch check, CUPED, Welch intervals and
+relative lift, an always-valid sequential test for peeking, and Holm's correction across metrics.
 
 The unit of analysis is the randomisation unit: `analyze_experiment_frame` first averages a
 unit's rows (e.g. sessions of one user). Units without a pre-period covariate get the pooled
 covariate mean, i.e. no CUPED adjustment. Relative lift is diff / control mean with a
 delta-method normal interval for a ratio of independent means.
+
+- Before running, `plan_power` gives each metric's minimum detectable effect at 80% power for the
+  planned units per arm (statsmodels' t-test power), from the pre-period's spread and at the level
+  left after the correction across metrics; without CUPED, so an upper bound.
+- Peeking: a fixed-horizon p-value checked at every look rejects a true null far more often than
+  alpha. `always_valid` is the mixture sequential probability ratio test (mSPRT) of Johari, Koomen,
+  Pekelis & Walsh ("Always Valid Inference", Operations Research 2022) with a normal mixing
+  distribution of scale `tau`: its p-value and confidence sequence hold at every look at once,
+  whenever the analyst stops. It needs the estimate to accrue information like a sum of independent
+  increments, which per-unit means over growing numbers of sessions do (the covariance of the look-s
+  and look-t estimates is the look-t variance).
+- Several metrics: Holm over their p-values (fixed-horizon or always-valid), so the chance that any
+  metric shows a difference that is not there stays at alpha.
 """
 
 from collections.abc import Mapping
@@ -13,8 +27,10 @@ import numpy as np
 import polars as pl
 from numpy.typing import ArrayLike
 from scipy import stats
+from statsmodels.stats.power import TTestIndPower
 
 from models.eval.metrics import metric_key
+from models.eval.stats import holm
 
 
 @dataclass(frozen=True)
@@ -211,3 +227,76 @@ def analyze_experiment_frame(
         alpha=alpha,
         srm_threshold=srm_threshold,
     )
+
+
+# --- before running: power -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PowerPlan:
+    metric: str
+    n_control: int
+    n_treatment: int
+    sd: float  # per-unit standard deviation, from the pre-period
+    alpha: float  # two-sided, per metric (after the correction across metrics)
+    power: float
+    mde: float  # in the metric's units
+    mde_relative: float  # mde / pre-period mean
+
+    def to_metrics(self, prefix: str) -> dict[str, float]:
+        return {
+            metric_key(prefix, "plan", "mde"): self.mde,
+            metric_key(prefix, "plan", "mde_relative"): self.mde_relative,
+        }
+
+
+def plan_power(
+    pre_values: ArrayLike, n_control: int, n_treatment: int, *, metric: str, alpha: float, power: float = 0.8
+) -> PowerPlan:
+    """The difference in means a two-sided Welch-type test detects with `power` at these arm sizes."""
+    x = np.asarray(pre_values, dtype=float)
+    x = x[~np.isnan(x)]
+    sd = float(x.std(ddof=1))
+    d = TTestIndPower().solve_power(
+        effect_size=None, nobs1=n_control, ratio=n_treatment / n_control, alpha=alpha, power=power
+    )
+    mean = float(x.mean())
+    return PowerPlan(
+        metric,
+        n_control,
+        n_treatment,
+        sd,
+        alpha,
+        power,
+        float(d * sd),
+        float(d * sd / mean) if mean else float("nan"),
+    )
+
+
+# --- peeking: always-valid inference -------------------------------------------------------------
+
+
+def always_valid(
+    diff: ArrayLike, variance: ArrayLike, tau: float, alpha: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """mSPRT over looks (last axis): (always-valid p-value, confidence-sequence low, high) at each look.
+
+    `diff` is the estimated treatment - control difference at each look and `variance` its variance;
+    `tau` the scale of the normal mixture over effects (best near the effects one hopes to detect).
+    """
+    d, v = np.asarray(diff, dtype=float), np.asarray(variance, dtype=float)
+    t2 = tau**2
+    log_ratio = 0.5 * np.log(v / (v + t2)) + t2 * d**2 / (2 * v * (v + t2))
+    p = np.minimum(1.0, np.minimum.accumulate(np.exp(-log_ratio), axis=-1))
+    half = np.sqrt(v * (v + t2) / t2 * (np.log((v + t2) / v) + 2 * np.log(1 / alpha)))
+    return p, np.maximum.accumulate(d - half, axis=-1), np.minimum.accumulate(d + half, axis=-1)
+
+
+# --- several metrics ---------------------------------------------------------------------------
+
+
+def holm_adjusted(p_values: Mapping[str, float], alpha: float) -> dict[str, float]:
+    """Holm-adjusted p-values per metric: compare each with alpha."""
+    names = list(p_values)
+    _, adjusted = holm([p_values[n] for n in names], alpha)
+    return dict(zip(names, adjusted.tolist(), strict=True))

@@ -5,6 +5,12 @@ Listeners are randomised by a salted hash of their id (50/50). The pre-period (e
 the control before the test) gives each listener's pre-experiment value of each metric: the CUPED
 covariate of that metric (for the like rate: the pre-period like rate). The unit of analysis is the
 listener: `analyze_experiment_frame` averages their sessions.
+
+In order: the power plan from the pre-period alone (each metric's minimum detectable effect at the arm
+sizes, at ALPHA / 3 for three metrics); then the experiment, looked at after every round of sessions
+with the always-valid mSPRT (Holm across the metrics at each look, confidence sequences at ALPHA / 3),
+so stopping at any look is allowed; then the fixed-horizon CUPED analysis at the planned end, Holm
+across the metrics.
 """
 
 import hashlib
@@ -21,7 +27,14 @@ from scipy import stats
 from models.candidates import Candidate
 from models.eval.tracking import ASSISTANT_MODEL
 from models.eval.tracking import EXPERIMENTS as OFFLINE_EXPERIMENTS
-from models.feedback.experiment import ExperimentResult, analyze_experiment_frame
+from models.feedback.experiment import (
+    ExperimentResult,
+    PowerPlan,
+    always_valid,
+    analyze_experiment_frame,
+    holm_adjusted,
+    plan_power,
+)
 from models.feedback.interactions import session_metrics
 from models.feedback.simulator import ListenerPopulation, SlateServer, simulate
 from models.registry import CHAMPION
@@ -29,6 +42,7 @@ from models.registry import CHAMPION
 CANDIDATE_TAG = "candidate"  # the setlist-assistant versions' tag naming the candidate key
 EXPERIMENT = "online-ab"
 METRICS = ("like_rate", "skip_rate", "requests")  # requests per session is the session length
+ALPHA = 0.05  # two-sided, family-wise over METRICS
 WEAKER_RETRIEVER = {"hybrid": "bm25", "bm25": "tags", "tags": "bm25"}
 
 
@@ -97,7 +111,10 @@ class OnlineExperiment:
     control: str
     treatment: str
     sessions: pl.DataFrame  # per session: variant, period, metrics, offline ndcg
-    results: dict[str, ExperimentResult]  # per metric
+    plan: dict[str, PowerPlan]  # per metric, from the pre-period only
+    results: dict[str, ExperimentResult]  # per metric, fixed horizon at the planned end
+    p_holm: dict[str, float]  # the fixed-horizon CUPED p-values, Holm-adjusted across METRICS
+    looks: pl.DataFrame  # per look and metric: the always-valid test (LOOK_SCHEMA)
 
 
 def run_online_experiment(
@@ -115,15 +132,89 @@ def run_online_experiment(
         control.variant: [i for i, t in enumerate(treated) if not t],
         treatment.variant: [i for i, t in enumerate(treated) if t],
     }
-    runs = [simulate(population, control, sessions_per_listener=pre_sessions, period="pre")]
-    runs += [
+    pre_run = simulate(population, control, sessions_per_listener=pre_sessions, period="pre")
+    pre = session_table(pre_run.events, pre_run.sessions)
+    plan = power_plan(pre, len(arms[control.variant]), len(arms[treatment.variant]))
+    runs = [
         simulate(population, server, sessions_per_listener=sessions, listeners=arms[server.variant])
         for server in (control, treatment)
     ]
-    table = pl.concat([session_table(run.events, run.sessions) for run in runs])
+    table = pl.concat([pre, *(session_table(run.events, run.sessions) for run in runs)])
+    results = analyze(table, control.variant, treatment.variant)
     return OnlineExperiment(
-        control.variant, treatment.variant, table, analyze(table, control.variant, treatment.variant)
+        control.variant,
+        treatment.variant,
+        table,
+        plan,
+        results,
+        holm_adjusted({m: _cuped(r).p_value for m, r in results.items()}, ALPHA),
+        sequential_looks(table, control.variant, treatment.variant, plan),
     )
+
+
+def power_plan(pre: pl.DataFrame, n_control: int, n_treatment: int) -> dict[str, PowerPlan]:
+    """Each metric's MDE at 80% power for these arm sizes, from the per-listener pre-period values."""
+    per_listener = pre.group_by("user_id").agg(pl.col(m).mean() for m in METRICS)
+    return {
+        m: plan_power(per_listener[m], n_control, n_treatment, metric=m, alpha=ALPHA / len(METRICS))
+        for m in METRICS
+    }
+
+
+def _cuped(result: ExperimentResult):
+    return result.cuped or result.raw
+
+
+LOOK_SCHEMA = pl.Schema(
+    {
+        "look": pl.Int32,  # sessions per listener seen so far
+        "metric": pl.String,
+        "diff": pl.Float64,  # CUPED treatment - control
+        "se": pl.Float64,
+        "p_always_valid": pl.Float64,
+        "p_holm": pl.Float64,  # Holm across METRICS at this look
+        "cs_low": pl.Float64,  # confidence sequence at ALPHA / len(METRICS): simultaneous over metrics
+        "cs_high": pl.Float64,
+        "significant": pl.Boolean,  # p_holm <= ALPHA: stopping here would be valid
+    }
+)
+
+
+def sequential_looks(
+    table: pl.DataFrame, control: str, treatment: str, plan: dict[str, PowerPlan]
+) -> pl.DataFrame:
+    """The mSPRT after each round of sessions (a listener's s-th session is in round s + 1)."""
+    rounds = pl.col("session_id").str.extract(r"-s(\d+)$").cast(pl.Int32) + 1
+    table = table.with_columns(round=pl.when(pl.col("period") == "experiment").then(rounds))
+    looks = sorted(table["round"].drop_nulls().unique())
+    estimates = [
+        analyze(table.filter(pl.col("round").is_null() | (pl.col("round") <= r)), control, treatment)
+        for r in looks
+    ]
+    rows: list[dict] = []
+    per_metric = {}
+    for m in METRICS:
+        diff = np.array([_cuped(e[m]).diff for e in estimates])
+        se = np.array([_cuped(e[m]).se for e in estimates])
+        per_metric[m] = (diff, se, *always_valid(diff, se**2, plan[m].mde, ALPHA / len(METRICS)))
+    for i, look in enumerate(looks):
+        adjusted = holm_adjusted({m: per_metric[m][2][i] for m in METRICS}, ALPHA)
+        for m in METRICS:
+            diff, se, p, low, high = per_metric[m]
+            rows.append(
+                {
+                    "look": look,
+                    "metric": m,
+                    "diff": diff[i],
+                    "se": se[i],
+                    "p_always_valid": p[i],
+                    "p_holm": adjusted[m],
+                    "cs_low": low[i],
+                    "cs_high": high[i],
+                    "significant": adjusted[m] <= ALPHA,
+                }
+            )
+    return pl.DataFrame(rows, schema=LOOK_SCHEMA)
 
 
 def session_table(events: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
@@ -230,7 +321,8 @@ def log_online_experiment(
         client.log_param(run_id, key, value)
     metrics = correlation.to_metrics()
     for metric, analysis in result.results.items():
-        metrics |= analysis.to_metrics(prefix=metric)
+        metrics |= analysis.to_metrics(prefix=metric) | result.plan[metric].to_metrics(metric)
+        metrics[f"{metric}.p_holm"] = result.p_holm[metric]
     for key, value in metrics.items():
         if np.isfinite(value):
             client.log_metric(run_id, key, float(value))
@@ -240,5 +332,6 @@ def log_online_experiment(
         "results.json",
     )
     client.log_text(run_id, result.sessions.write_csv(), "sessions.csv")
+    client.log_text(run_id, result.looks.write_csv(), "sequential_looks.csv")
     client.set_terminated(run_id)
     return run_id
