@@ -199,7 +199,7 @@ def preference_pairs(
     tree = Taxonomy.from_table(taxonomy)
     judged = synthetic_responses(
         intent_training_set,
-        _response_variants(catalog, tree),
+        response_variants(catalog, tree),
         catalog,
         tree,
         config.judge_conversations,
@@ -243,7 +243,7 @@ def preference_pairs(
     )
 
 
-def _response_variants(catalog: pl.DataFrame, tree: Taxonomy) -> dict[str, Assistant]:
+def response_variants(catalog: pl.DataFrame, tree: Taxonomy) -> dict[str, Assistant]:
     """Variants whose answers differ for a reason: retrieval (hybrid vs BM25) and context (the memoryless
     replay forgets earlier turns). The keyword parser keeps the pairs independent of any trained model."""
     parser = KeywordParser(tree)

@@ -4,6 +4,7 @@ import dagster as dg
 
 import assets.assistant
 import assets.catalog
+import assets.curation
 import assets.evaluation
 import assets.feedback
 import assets.golden
@@ -28,6 +29,7 @@ ASSET_MODULES = [
     assets.assistant,
     assets.evaluation,
     assets.feedback,
+    assets.curation,
 ]
 
 

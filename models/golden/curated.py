@@ -168,9 +168,18 @@ class ConversationSpec(_Strict):
     turns: list[TurnSpec] = Field(min_length=1)
 
 
+class ReviewRecord(_Strict):
+    """Where accepted conversations came from: a review file (models/golden/curation.py) and its agreement."""
+
+    review_file: str  # the review queue's content hash
+    reviewers: list[str] = Field(min_length=1)
+    agreement: dict[str, float | int] = {}  # Cohen's kappa of decisions and intents, with two reviewers
+
+
 class CuratedFile(_Strict):
     reviewed_by: list[str] = Field(min_length=1)
     reviewed_on: date
+    reviews: list[ReviewRecord] = []
     conversations: list[ConversationSpec] = Field(min_length=1)
 
 
