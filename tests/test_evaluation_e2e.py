@@ -7,6 +7,7 @@ The graph is materialized once per module; the last test reruns the candidate an
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -111,10 +112,16 @@ def test_each_candidate_gets_one_run_per_golden_set_and_one_assistant_version(ho
 def test_gate_decides_once_and_the_alias_follows_the_decision(home: Home) -> None:
     (meta,) = home.metadata("comparison", "champion_gate")
     decision_md = meta[f"gate: {CHALLENGER_KEY}"]
-    assert "turn_success (primary)" in decision_md and "safety" in decision_md and "latency_ms" in decision_md
+    assert "0.5 turn_success@golden_curated + 0.5 hit_at_10@golden_cpcd (primary)" in decision_md
+    assert "guardrail hit_at_10 @ golden_cpcd" in decision_md and "guardrail safety" in decision_md
+    assert "guardrail latency_ms" in decision_md and meta["primary_sets"].startswith(
+        "golden_curated and golden_cpcd"
+    )
     assert meta["champion_before"] == CHAMPION_KEY
     gate = pl.read_parquet(home.settings.assets_dir / "champion_gate.parquet")
     assert gate["challenger"].to_list() == [CHALLENGER_KEY]
+    assert gate["decision"][0] in {"promote", "keep", "inconclusive"} and gate["mde"][0] > 0
+    assert gate["rule"][0].startswith("Holm step-down over the 1 challenger")
     promoted = gate["promoted"][0]
     expected = CHALLENGER_KEY if promoted else CHAMPION_KEY
     champion = home.client().get_model_version_by_alias(ASSISTANT_MODEL, CHAMPION)
@@ -124,6 +131,13 @@ def test_gate_decides_once_and_the_alias_follows_the_decision(home: Home) -> Non
     from orchestration.assistant_loader import load_chat_assistant
 
     assert expected in load_chat_assistant(home.settings).description
+
+
+def test_the_curation_queue_is_a_review_file_named_by_its_content(home: Home) -> None:
+    (meta,) = home.metadata("training", "curation_queue")
+    path = Path(meta["review_file"])
+    assert path.exists() and path.name == f"review-{meta['queue_hash']}.yaml"
+    assert "response_rules only (offline)" in meta["judges"]
 
 
 def test_report_is_self_contained(home: Home) -> None:

@@ -141,7 +141,8 @@ def simulate_gate(
 class Rates:
     decisions: int
     promoted: float  # share of decisions that promoted any challenger
-    promoted_uncorrected: float  # ... had each challenger been tested at alpha alone (the old rule)
+    promoted_uncorrected: float  # ... had each challenger been tested at alpha alone
+    promoted_old_rule: float  # ... alone, and with guardrail margins at the tolerances (no power analysis)
     blocked_by: dict[str, int]  # primary wins stopped by each guardrail
 
 
@@ -149,7 +150,7 @@ def promotion_rates(
     structure: GoldenStructure, scenario: Scenario, decisions: int, seed: int, n_resamples: int
 ) -> Rates:
     rng = np.random.default_rng(seed)
-    promoted = uncorrected = 0
+    promoted = uncorrected = old = 0
     blocked: dict[str, int] = {}
     for _ in range(decisions):
         report = simulate_gate(structure, scenario, rng, n_resamples)
@@ -158,9 +159,13 @@ def promotion_rates(
             d.primary.p_value <= d.alpha and all(g.verdict == "pass" for g in d.guardrails)
             for d in report.decisions.values()
         )
+        old += any(
+            d.primary.p_value <= d.alpha and all(g.worsening.high <= g.tolerance for g in d.guardrails)
+            for d in report.decisions.values()
+        )
         for d in report.decisions.values():
             if d.primary.outcome == "win":
                 for g in d.guardrails:
                     if g.verdict != "pass":
                         blocked[g.name] = blocked.get(g.name, 0) + 1
-    return Rates(decisions, promoted / decisions, uncorrected / decisions, blocked)
+    return Rates(decisions, promoted / decisions, uncorrected / decisions, old / decisions, blocked)
