@@ -50,6 +50,7 @@ not detect.
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -62,6 +63,7 @@ from models.eval.stats import (
     cluster_codes,
     holm,
     minimum_detectable_effect,
+    normal_quantile,
     percentile_interval,
     resampled_means,
 )
@@ -104,9 +106,14 @@ class Comparison:
         x = np.asarray(values, dtype=float)
         return np.log(np.maximum(x, 1e-3)) if self.log_scale else x
 
+    @cached_property
+    def n_clusters(self) -> int:
+        return len(np.unique(np.asarray(self.clusters)))
+
     def means(self, key: str | None) -> float:
         x = np.asarray(self.champion if key is None else self.challengers[key], dtype=float)
-        return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
+        present = x[~np.isnan(x)]
+        return float(present.mean()) if present.size else float("nan")
 
 
 @dataclass(frozen=True, eq=False)
@@ -330,7 +337,7 @@ def _joint_bootstrap(
 def _interval(
     estimate: float, low: float, high: float, alpha: float, n_resamples: int, parts: Sequence[PrimaryPart]
 ) -> BootstrapCI:
-    clusters = sum(len(np.unique(np.asarray(p.comparison.clusters))) for p in parts)
+    clusters = sum(p.comparison.n_clusters for p in parts)
     items = sum(len(p.comparison.clusters) for p in parts)
     return BootstrapCI(estimate, low, high, alpha, n_resamples, items, clusters)
 
@@ -345,7 +352,7 @@ def _part(p: PrimaryPart, key: str, boot, n_resamples: int, alpha: float) -> Par
         2 * alpha,
         n_resamples,
         len(p.comparison.clusters),
-        len(np.unique(np.asarray(p.comparison.clusters))),
+        p.comparison.n_clusters,
     )
     return PartResult(
         p.comparison.name,
@@ -363,11 +370,11 @@ def _guardrail(g: Guardrail, key: str, boot, alpha: float, n_resamples: int) -> 
     worsening = -improvement
     low, high = percentile_interval(worsening, 2 * alpha)
     se = float(np.nanstd(worsening))
-    z_alpha, z_power, z_80 = stats.norm.ppf([1 - alpha, GUARDRAIL_POWER, POWER])
+    z_alpha, z_power, z_80 = (normal_quantile(q) for q in (1 - alpha, GUARDRAIL_POWER, POWER))
     powered = float((z_alpha + z_power) * se)
     margin = max(g.tolerance, powered)
     from_power = powered > g.tolerance
-    n_clusters = len(np.unique(np.asarray(c.clusters)))
+    n_clusters = c.n_clusters
     needed = (
         int(np.ceil(n_clusters * (powered / g.tolerance) ** 2)) if from_power and g.tolerance > 0 else None
     )
