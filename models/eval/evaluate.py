@@ -8,8 +8,8 @@
   of `models.golden.cpcd.run_bm25_baseline` (the user's utterances so far as the query). The offline parser
   does not rewrite queries, so CPCD results depend on the retriever configuration only.
 
-`turn_success` is the gate's primary metric: what the listener got from the turn. On turns that expect
-tracks it is the share of the shown slate meeting the turn's constraint (0 when nothing is shown); on the
+`turn_success` is the curated half of the gate's primary: what the listener got from the turn. On turns
+that expect tracks it is the share of the shown slate meeting the turn's constraint (0 when nothing is shown); on the
 others, 1 when the assistant behaved as expected (asked, declined, replied, answered). Intent labels are an
 intermediate: a "refine" parsed as "recommend" that shows the right tracks is not a failed turn, while a
 correct label with wrong tracks is; intent F1 is reported beside it. Every curated turn counts, so a
