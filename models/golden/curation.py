@@ -181,7 +181,11 @@ def write_review_file(review: ReviewFile, directory: Path) -> Path:
     """`<directory>/review-<queue hash>.yaml`; the same proposals always give the same file."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"review-{review.queue}.yaml"
-    path.write_text(_dump(review.model_dump(mode="json", exclude_defaults=False)), encoding="utf-8")
+    document = review.model_dump(mode="json", exclude_defaults=True)  # labels without their empty slots
+    document["instructions"] = review.instructions
+    for proposal in document["proposals"]:
+        proposal.setdefault("reviews", [])
+    path.write_text(_dump(document), encoding="utf-8")
     return path
 
 
