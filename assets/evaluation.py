@@ -57,7 +57,8 @@ DECISION_SCHEMA = pl.Schema(
         "ci_high": pl.Float64,
         "p_value": pl.Float64,  # one-sided, before the correction
         "p_holm": pl.Float64,  # Holm-adjusted over the challengers gated together
-        "mde": pl.Float64,  # the true delta detected with 80% power on these golden sets
+        "mde": pl.Float64,  # the true delta this comparison detects with 80% power (paired)
+        "mde_design": pl.Float64,  # ... for a challenger varying independently of the champion per turn
         "guardrails_failed": pl.String,  # guardrails breached or not shown within their margins
         "lift_selection_corrected": pl.Float64,  # promoted challenger only
         "rule": pl.String,
@@ -369,6 +370,7 @@ def champion_gate(
             "p_value": d.primary.p_value,
             "p_holm": d.primary.p_holm,
             "mde": d.primary.mde,
+            "mde_design": d.primary.mde_design,
             "guardrails_failed": ", ".join(g.name for g in d.guardrails if g.verdict != "pass"),
             "lift_selection_corrected": lift.corrected if lift and key == best else None,
             "rule": d.rule,

@@ -41,6 +41,17 @@ def test_clear_improvement_promotes_and_reports_what_it_could_detect():
     assert abs(report.lift.selection_bias) < 0.005
 
 
+def test_the_design_mde_is_what_the_set_promises_a_challenger_unrelated_to_the_champion():
+    rng = np.random.default_rng(7)
+    champion = (rng.random(N) < 0.5).astype(float)  # independent turns: clusters of two barely matter
+    report = gate("a", [_primary(champion, {"b": champion.copy()})], n_resamples=4000)
+    p = report.decisions["b"].primary
+    assert p.mde == 0.0  # an identical challenger: any difference would show
+    expected = (1.959964 + 0.841621) * np.sqrt(2 * champion.var() / N)
+    assert p.mde_design == pytest.approx(expected, rel=0.1)
+    assert "for the golden-set design" in report.decisions["b"].reasons[1]
+
+
 def test_a_significant_loss_keeps_and_no_difference_is_inconclusive():
     champion, challenger = _wins(80)
     loss = gate("a", [_primary(challenger, {"b": champion})], n_resamples=2000).decisions["b"]

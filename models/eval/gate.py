@@ -40,7 +40,10 @@ of the time and how many conversations would certify the tolerance. A tolerance 
 CPCD) makes the guardrail exactly a harm test.
 
 **Decisions say what they could detect.** Each logs the primary's minimum detectable effect at 80%
-power (at ALPHA / K, Holm's first step) and has three outcomes: `promote` (a Holm win, every
+power (at ALPHA / K, Holm's first step) twice: for this pair, from the bootstrap spread of its paired
+differences (two near-identical candidates can show small differences), and for the golden-set design,
+as if the challenger's per-turn results varied independently of the champion's (twice the variance of
+the champion's mean per set: what the sets can promise any challenger). It has three outcomes: `promote` (a Holm win, every
 guardrail shown within its margin, the best such challenger), `keep` (a significant loss, a
 guardrail shown breached, or a better winner), `inconclusive` (no significant difference, or a
 guardrail neither shown within nor beyond its margin): it does not call a loss or a win it could
@@ -102,6 +105,9 @@ class Comparison:
             out[key] = sign * (chall - champ)
         return out
 
+    def oriented_champion(self) -> np.ndarray:
+        return (1.0 if self.higher_is_better else -1.0) * self._values(self.champion)
+
     def _values(self, values: ArrayLike) -> np.ndarray:
         x = np.asarray(values, dtype=float)
         return np.log(np.maximum(x, 1e-3)) if self.log_scale else x
@@ -148,7 +154,8 @@ class PrimaryResult:
     se: float
     p_value: float  # one-sided, "delta > min_improvement"
     p_holm: float  # Holm-adjusted over the challengers gated together
-    mde: float  # true delta detected with POWER at Holm's first-step level
+    mde: float  # true delta this comparison detects with POWER at Holm's first-step level (paired SE)
+    mde_design: float  # ... for a challenger whose per-turn results vary independently of the champion's
     outcome: Literal["win", "loss", "inconclusive"]
 
 
@@ -210,7 +217,7 @@ class GateDecision:
             "|---|---|---|---|---|---|---|",
             f"| {p.metric} (primary) | {p.champion_mean:.4g} | {p.challenger_mean:.4g} | {d.estimate:+.4g} | "
             f"[{d.low:+.4g}, {d.high:+.4g}] | Holm p <= {self.alpha:g} (p={p.p_value:.4g}, adjusted "
-            f"{p.p_holm:.4g}); MDE {p.mde:.3g} | {p.outcome} |",
+            f"{p.p_holm:.4g}); MDE {p.mde:.3g} paired, {p.mde_design:.3g} by design | {p.outcome} |",
         ]
         for part in p.parts:
             c = part.delta
@@ -223,7 +230,7 @@ class GateDecision:
             lines.append(
                 f"| guardrail {g.name} @ {g.golden_set} ({g.scale}) | {g.champion:.4g} | {g.challenger:.4g} | "
                 f"worsening {w.estimate:+.4g} | [{w.low:+.4g}, {w.high:+.4g}] | high <= margin {g.margin:.3g} "
-                f"(tolerance {g.tolerance:g}, {g.margin_from}) | {g.verdict} |"
+                f"(tolerance {g.tolerance:.3g}, {g.margin_from}) | {g.verdict} |"
             )
         lines += [
             "",
@@ -266,6 +273,10 @@ def gate(
     rule = _rule(len(keys), alpha)
 
     # Primary: weighted sum over sets; the sets are resampled independently, so their draws add.
+    # The design's standard error: two independent draws of the champion's per-turn results per set.
+    se_design = float(
+        np.sqrt(sum(2 * p.weight**2 * np.nanvar(boot[id(p.comparison), None][1]) for p in primary))
+    )
     observed = {k: sum(p.weight * boot[id(p.comparison), k][0] for p in primary) for k in keys}
     dist = {k: sum(p.weight * boot[id(p.comparison), k][1] for p in primary) for k in keys}
     p_values = [bootstrap_p_value(dist[k], min_improvement) for k in keys]
@@ -286,6 +297,7 @@ def gate(
             p_value=p_values[i],
             p_holm=float(p_holm[i]),
             mde=minimum_detectable_effect(se, alpha / len(keys), POWER),
+            mde_design=minimum_detectable_effect(se_design, alpha / len(keys), POWER),
             outcome=outcome,
         )
     checked = {k: tuple(_guardrail(g, k, boot, alpha, n_resamples) for g in guardrails) for k in keys}
@@ -311,7 +323,8 @@ def _rule(n_challengers: int, alpha: float) -> str:
 def _joint_bootstrap(
     comparisons: Sequence[Comparison], n_resamples: int, seed: int
 ) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
-    """(comparison id, challenger) -> (observed mean improvement, its bootstrap distribution).
+    """(comparison id, challenger) -> (observed mean improvement, its bootstrap distribution); the
+    challenger None holds the champion's own values (oriented like the improvements).
 
     Every series of one golden set shares its resamples of conversations; sets are resampled
     independently (stratified), each from its own seeded stream.
@@ -325,7 +338,11 @@ def _joint_bootstrap(
         for c in members[1:]:
             if not np.array_equal(np.asarray(c.clusters), clusters):
                 raise ValueError(f"{c.name} and {members[0].name} of {golden_set} are not on the same items")
-        series = [(id(c), k, v) for c in members for k, v in c.improvements().items()]
+        series = [
+            (id(c), k, v)
+            for c in members
+            for k, v in [*c.improvements().items(), (None, c.oriented_champion())]
+        ]
         codes = cluster_codes(clusters, len(clusters))
         rng = np.random.default_rng([seed, index])
         observed, dist = resampled_means(np.stack([v for _, _, v in series]), codes, n_resamples, rng)
@@ -413,8 +430,9 @@ def _decide(
     reasons = [
         f"primary {p.metric}: delta {d.estimate:+.4g}, {level} CI [{d.low:+.4g}, {d.high:+.4g}], one-sided "
         f"p={p.p_value:.4g} for delta > {min_improvement:g}, Holm-adjusted {p.p_holm:.4g} -> {p.outcome}",
-        f"this golden-set design detects a true delta of {p.mde:.3g} with {POWER:.0%} power at Holm's first-step "
-        "level"
+        f"detectable with {POWER:.0%} power at Holm's first-step level: a true delta of {p.mde:.3g} for this "
+        f"pair (its paired per-turn differences), {p.mde_design:.3g} for the golden-set design (a challenger whose "
+        "per-turn results vary independently of the champion's)"
         + (
             "; the observed win is smaller, so its size is likely overstated"
             if p.outcome == "win" and d.estimate < p.mde
