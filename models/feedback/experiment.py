@@ -15,7 +15,8 @@ delta-method normal interval for a ratio of independent means.
   distribution of scale `tau`: its p-value and confidence sequence hold at every look at once,
   whenever the analyst stops. It needs the estimate to accrue information like a sum of independent
   increments, which per-unit means over growing numbers of sessions do (the covariance of the look-s
-  and look-t estimates is the look-t variance).
+  and look-t estimates is the look-t variance). Written out from the paper's closed form: scipy and
+  statsmodels have no sequential test and `confseq` ships no wheel; tests check it by simulation.
 - Several metrics: Holm over their p-values (fixed-horizon or always-valid), so the chance that any
   metric shows a difference that is not there stays at alpha.
 """
