@@ -143,7 +143,8 @@ def ensure_mlflow_store(tracking_uri: str) -> None:
 def _schema_problem(db: Path) -> str | None:
     from mlflow.store.db.utils import _get_latest_schema_revision  # MLflow's own notion of "current"
 
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+    # Read-write: a kill mid-migration leaves a hot journal, which SQLite rolls back on this first open.
+    with closing(sqlite3.connect(db, timeout=30)) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "alembic_version" not in tables:
             return "its schema was never completed (no alembic_version)"
@@ -155,7 +156,7 @@ def _schema_problem(db: Path) -> str | None:
 
 
 def _holds_data(db: Path) -> bool:
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+    with closing(sqlite3.connect(db, timeout=30)) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         return any(
             conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
