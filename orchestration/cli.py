@@ -34,17 +34,19 @@ console = Console(width=max(120, shutil.get_terminal_size((140, 40)).columns))
 
 
 def _settings():
+    """The settings, after one warning line per unknown `SETLIST_*` variable; invalid ones: one line, exit 2."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SettingsWarning)
         try:
-            settings = load_settings()
+            return load_settings()
         except SettingsError as err:
-            console.print(f"[red]{escape(str(err))}[/red]")
-            raise typer.Exit(2) from None
-    for warning in caught:
-        if issubclass(warning.category, SettingsWarning):
-            console.print(f"[yellow]warning: {escape(str(warning.message))}[/yellow]")
-    return settings
+            failure = err
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, SettingsWarning):
+                    console.print(f"[yellow]warning: {escape(str(warning.message))}[/yellow]")
+    console.print(f"[red]{escape(str(failure))}[/red]")
+    raise typer.Exit(2)
 
 
 def _one_line(text: str, limit: int = 400) -> str:
@@ -376,14 +378,14 @@ def ui(
 ) -> None:
     """Start the Dagster webserver (with the daemon) and the MLflow UI on 127.0.0.1; Ctrl-C stops both."""
     settings = _settings()
-    prepare_home(settings)
-    ensure_mlflow_store(settings.mlflow_tracking_uri)  # `mlflow server` would build it in place, unprotected
     dagster_port = _choose_port(dagster_port, 3000, "--dagster-port")
     mlflow_port = _choose_port(mlflow_port, 5000, "--mlflow-port")
     if dagster_port == mlflow_port:
         raise _fail(
             f"--dagster-port and --mlflow-port are both {dagster_port}; choose two ports", None, False, 2
         )
+    prepare_home(settings)
+    ensure_mlflow_store(settings.mlflow_tracking_uri)  # `mlflow server` would build it in place, unprotected
     bin_dir = os.path.dirname(sys.executable)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     dagster = subprocess.Popen(
