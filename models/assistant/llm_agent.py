@@ -139,7 +139,8 @@ class LLMAgent:
                     # The model's track_ids are not the slate (see the module docstring); its reply is guarded.
                     task = tasks[i]
                     reply = quote_catalog_values(result.output.response, seen[i].catalog_text)
-                    grounded = [*task.history, task.text, *seen[i].facets, self._asked(task)]
+                    listener = [*task.history[::2], task.text]  # history alternates listener and assistant
+                    grounded = [*listener, *seen[i].facets, self._asked(task)]
                     guarded = self.guard.check(reply, SAFE_REPLY, seen[i].catalog_text, grounded)
                     answers[i] = Answer(
                         slates[i],

@@ -101,7 +101,7 @@ class Guarded:
 
 
 def normalize(text: str) -> str:
-    """Casefolded NFKC with curly quotes, number words and "5 out of 5" put one way."""
+    """Casefolded NFKC, number words as digits and "5 out of 5" as "5/5": one spelling for each."""
     text = unicodedata.normalize("NFKC", text).casefold()
     text = re.sub(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", lambda m: _NUMBER_WORDS[m[1]], text)
     return _OUT_OF.sub(r"\1/\2", text)
@@ -124,17 +124,13 @@ def _identifier_like(token: str) -> bool:
     return len(token) >= 5 and any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
 
 
-def reads_as_instruction(text: str) -> bool:
-    return _INSTRUCTION.search(unicodedata.normalize("NFKC", text)) is not None
-
-
 def quote_catalog_values(text: str, values: Iterable[str]) -> str:
     """Put every whole catalog value the text names (title, artist, album) into quotes, so it reads as the
     data it is rather than as the assistant's words; values already quoted are left alone."""
     wanted = sorted({v.strip() for v in values if v and len(v.strip()) >= 2}, key=len, reverse=True)
     if not wanted:
         return text
-    pattern = re.compile("|".join(re.escape(v) for v in wanted))
+    pattern = re.compile("|".join(rf"(?<!\w){re.escape(v)}(?!\w)" for v in wanted))  # whole words only
     out, last = [], 0
     for match in pattern.finditer(text):
         before = text[match.start() - 1] if match.start() else ""
@@ -192,9 +188,6 @@ class OutputGuard:
         reason = self.reason(text, catalog_text, grounded)
         return Guarded(replacement, True, reason) if reason else Guarded(text, False)
 
-    def leaks(self, text: str) -> bool:
-        return self.reason(text) is not None
-
     def reason(self, text: str, catalog_text: Sequence[str] = (), grounded: Sequence[str] = ()) -> str | None:
         """Why `text` must not reach the listener, or None. `catalog_text`: the free-text catalog fields the
         model saw (titles, artists, albums); `grounded`: what it may say in its own words (the listener's
@@ -237,12 +230,13 @@ class OutputGuard:
 
     def _data_echo(self, text: str, catalog_text: Sequence[str], grounded: Sequence[str]) -> str | None:
         said = set(tokens(text))
+        said |= {part for t in said for part in re.split(r"[/.'-]", t)}
         allowed = self._system_words | set().union(set(), *map(content_words, grounded))
         allowed |= {t for g in grounded for t in tokens(g)}
         for field in catalog_text:
-            field_tokens = tokens(field)
-            parts = {p for t in field_tokens for p in re.split(r"[/.'-]", t)}
-            codes = {t for t in {*field_tokens, *parts} if _identifier_like(t) and t not in allowed}
+            field_tokens = set(tokens(field))
+            field_tokens |= {part for t in field_tokens for part in re.split(r"[/.'-]", t)}
+            codes = {t for t in field_tokens if _identifier_like(t) and t not in allowed}
             if codes & said:
                 return "canary"
             cues = [m[0] for m in _INSTRUCTION.finditer(unicodedata.normalize("NFKC", field))]
