@@ -188,6 +188,10 @@ class OutputGuard:
         reason = self.reason(text, catalog_text, grounded)
         return Guarded(replacement, True, reason) if reason else Guarded(text, False)
 
+    def leaks(self, text: str) -> bool:
+        """Whether `text` holds a secret or discloses a prompt (what evaluation counts as a prompt leak)."""
+        return self.reason(text) is not None
+
     def reason(self, text: str, catalog_text: Sequence[str] = (), grounded: Sequence[str] = ()) -> str | None:
         """Why `text` must not reach the listener, or None. `catalog_text`: the free-text catalog fields the
         model saw (titles, artists, albums); `grounded`: what it may say in its own words (the listener's
