@@ -3,6 +3,11 @@
 Aliases live only in MLflow: code that needs "the champion" asks MLflow, never a local file.
 A prompt file is registered as a new version only when its content hash is new, and each version
 is tagged with that hash, so rerunning the sync with unchanged files creates nothing.
+
+Registering a version and setting its alias are two calls; a kill between them must not leave the alias
+unset for good. So a new version carries the alias it should get as a tag (`setlist.pending_alias`), which
+is removed once the alias is set: a rerun that finds the version finishes the job. A name with versions but
+no champion at all (left by an older Setlist) gets its first version as champion.
 """
 
 from dataclasses import dataclass
@@ -14,6 +19,7 @@ from pydantic import BaseModel
 from models.prompts import PromptSpec
 
 CONTENT_HASH_TAG = "setlist.content_hash"
+PENDING_ALIAS_TAG = "setlist.pending_alias"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
@@ -44,18 +50,31 @@ def sync_prompt(
     versions = _prompt_versions(client, spec.name)
     for version in versions:
         if version.tags.get(CONTENT_HASH_TAG) == spec.content_hash:
+            finish_prompt_registration(client, spec.name, version, versions)
             return PromptSync(spec.name, int(version.version), spec.content_hash, created=False)
     registered = client.register_prompt(
         name=spec.name,
         template=[dict(m) for m in spec.messages],
         commit_message=spec.description,
-        tags={CONTENT_HASH_TAG: spec.content_hash, "setlist.file": spec.path.name},
+        tags={
+            CONTENT_HASH_TAG: spec.content_hash,
+            "setlist.file": spec.path.name,
+            PENDING_ALIAS_TAG: CHALLENGER if versions else CHAMPION,
+        },
         response_format=output_schema,
         model_config=spec.model_parameters or None,
     )
-    version = int(registered.version)
-    client.set_prompt_alias(spec.name, CHAMPION if not versions else CHALLENGER, version)
-    return PromptSync(spec.name, version, spec.content_hash, created=True)
+    finish_prompt_registration(client, spec.name, registered, [*versions, registered])
+    return PromptSync(spec.name, int(registered.version), spec.content_hash, created=True)
+
+
+def finish_prompt_registration(client: MlflowClient, name: str, version, versions: list) -> None:
+    """Set the alias `version` was registered for (its pending tag), and a champion if the name has none."""
+    if alias := version.tags.get(PENDING_ALIAS_TAG):
+        client.set_prompt_alias(name, alias, int(version.version))
+        client.delete_prompt_version_tag(name, int(version.version), PENDING_ALIAS_TAG)
+    if prompt_alias_version(client, name, CHAMPION) is None:
+        client.set_prompt_alias(name, CHAMPION, min(int(v.version) for v in versions))
 
 
 def prompt_alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
@@ -74,6 +93,18 @@ def model_alias_version(client: MlflowClient, name: str, alias: str) -> int | No
 
 def set_model_alias(client: MlflowClient, name: str, alias: str, version: int) -> None:
     client.set_registered_model_alias(name, alias, str(version))
+
+
+def finish_model_registration(client: MlflowClient, name: str, version: int) -> None:
+    """Set the alias model `version` was registered for (its pending tag), and a champion if the name has
+    none (its first version): what a kill between registering and aliasing left undone."""
+    pending = client.get_model_version(name, str(version)).tags.get(PENDING_ALIAS_TAG)
+    if pending:
+        set_model_alias(client, name, pending, version)
+        client.delete_model_version_tag(name, str(version), PENDING_ALIAS_TAG)
+    if model_alias_version(client, name, CHAMPION) is None:
+        first = min(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+        set_model_alias(client, name, CHAMPION, first)
 
 
 @dataclass(frozen=True)

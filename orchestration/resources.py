@@ -9,7 +9,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from models.catalog.sources import CatalogRead, CatalogSourceSpec, read_catalog
-from orchestration.local_state import file_lock
+from orchestration.local_state import ensure_mlflow_store, file_lock
 
 
 class PlatformConfig(dg.ConfigurableResource):
@@ -55,13 +55,9 @@ class MLflowTracking(dg.ConfigurableResource):
     artifact_root: str  # a URI: file:///..., gs://...
 
     def client(self) -> MlflowClient:
+        ensure_mlflow_store(self.tracking_uri)  # built aside and renamed: a kill never leaves half a schema
         mlflow.set_tracking_uri(self.tracking_uri)
-        with self.registry_lock():
-            # The first touch of each store creates the SQLite schema; two processes doing it at once collide.
-            client = MlflowClient(self.tracking_uri)
-            client.search_experiments(max_results=1)
-            client.search_registered_models(max_results=1)
-        return client
+        return MlflowClient(self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:
         """Get or create an experiment whose artifacts live under `artifact_root/name`."""

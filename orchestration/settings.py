@@ -5,6 +5,8 @@ Nested groups use a double underscore: `SETLIST_CATALOG__KIND=cpcd`, `SETLIST_LL
 
 import os
 import re
+import warnings
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -15,8 +17,9 @@ from dagster._utils.schedules import is_valid_cron_string
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvParseError
+from rapidfuzz import fuzz, process
 
-from models.llm.config import GatewayConfig
+from models.llm.config import API_KEY_ENV_VARS, GatewayConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_DATA = REPO_ROOT / "data"
@@ -24,8 +27,21 @@ ENV_PREFIX = "SETLIST_"
 NESTED_DELIMITER = "__"
 
 
+# SETLIST_* variables that are not settings but are read by others: the API key (never a setting),
+# the deploy files' PostgreSQL connection, the tests' shared data folder. A trailing `*` is a prefix.
+OTHER_VARIABLES = (
+    *(v for v in API_KEY_ENV_VARS if v.startswith(ENV_PREFIX)),
+    "SETLIST_PG_*",
+    "SETLIST_SHARED_DATA",
+)
+
+
 class SettingsError(ValueError):
     """A setting is invalid; the message names the environment variable to fix."""
+
+
+class SettingsWarning(UserWarning):
+    """A `SETLIST_*` variable that nothing reads: most likely a misspelt setting."""
 
 
 class CatalogSettings(BaseModel):
@@ -162,8 +178,44 @@ def env_var_for(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + NESTED_DELIMITER.join(str(part).upper() for part in loc if not isinstance(part, int))
 
 
+def known_variables(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> dict[str, bool]:
+    """Every variable a setting is read from -> whether it holds a mapping (whose keys may nest further)."""
+    known: dict[str, bool] = {}
+    for name, field in model.model_fields.items():
+        variable = f"{prefix}{name.upper()}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            known[variable] = False  # the whole group as one JSON value
+            known |= known_variables(annotation, variable + NESTED_DELIMITER)
+        else:
+            known[variable] = "dict[" in str(annotation)
+    return known
+
+
+def unknown_variable_warnings(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """One message per `SETLIST_*` variable that no setting reads, naming the closest known variable."""
+    known = known_variables()
+    others = [v for v in OTHER_VARIABLES if not v.endswith("*")]
+    prefixes = [v.removesuffix("*") for v in OTHER_VARIABLES if v.endswith("*")]
+    prefixes += [v + NESTED_DELIMITER for v, mapping in known.items() if mapping]
+    messages = []
+    for name in sorted(environ):
+        upper = name.upper()  # pydantic-settings reads variables case-insensitively
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in others:
+            continue
+        if any(upper.startswith(p) for p in prefixes):
+            continue
+        closest = process.extractOne(upper, [*known, *others], scorer=fuzz.ratio)
+        hint = f"; did you mean {closest[0]}?" if closest and closest[1] >= 70 else ""
+        messages.append(f"{name} is not a Setlist setting and is ignored{hint}")
+    return messages
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment; fail with a message naming each bad variable."""
+    """Read settings from the environment; fail with a message naming each bad variable, and warn
+    (SettingsWarning) about each `SETLIST_*` variable nothing reads."""
+    for message in unknown_variable_warnings():
+        warnings.warn(message, SettingsWarning, stacklevel=2)
     try:
         settings = Settings(**overrides)
     except ValidationError as err:

@@ -7,11 +7,14 @@ import pytest
 
 from models.assistant.assistant import Session, build_assistant
 from models.assistant.llm_parser import LLMParser
+from models.assistant.planner import Planner
 from models.assistant.retrieval import CatalogIndex
+from models.assistant.state import DialogueState
 from models.assistant.stories import LLMStoryteller, StoryItem
+from models.assistant.tools import Toolbox
 from models.candidates import Candidate
 from models.catalog.sources import CatalogSourceSpec, read_catalog
-from models.labels import Constraint
+from models.labels import Constraint, TurnLabels
 from models.llm import GatewayConfig, LLMGateway, LLMUnavailable
 from models.llm.test_server import Reply
 from models.prompts import load_prompt
@@ -86,7 +89,14 @@ def test_llm_candidate_runs_tools_in_lockstep(start_server, make_gateway, index,
     for result in results:
         assert [c.name for c in result.tool_calls] == ["search_catalog"]
         assert result.tool_calls[0].arguments["filters"] == {"require": ["instrument/piano"]}
-        assert len(result.track_ids) == 3 and "made-up-id" not in result.track_ids  # only ids a tool returned
+        # The slate is retrieval's ranking for the request: the model's three ids (and its made-up one) neither
+        # shrink nor reorder it.
+        labels = TurnLabels.model_validate(CALM_PIANO)
+        state = DialogueState().advance(result.text, labels, lambda _: None)
+        retrieved = Planner(taxonomy, index.config).answer(
+            state, labels, Toolbox(index, taxonomy, state.constraint)
+        )
+        assert result.track_ids == retrieved.track_ids and len(retrieved.track_ids) > 3
         assert (
             result.response == "Calm piano pieces for you."
             and result.stories[0] == "Soft piano and a calm mood."

@@ -2,9 +2,10 @@
 
 import dagster as dg
 import polars as pl
+from test_bundled_data import files_opened, under_shared
 
 from orchestration.definitions import build_definitions
-from orchestration.settings import load_settings
+from orchestration.settings import BUNDLED_DATA, load_settings
 
 
 def _run(settings) -> dg.ExecuteInProcessResult:
@@ -23,8 +24,12 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 
 
 def test_bundled_sample_materializes_with_all_checks_passing(settings):
-    result = _run(settings)
+    with files_opened() as opened:
+        result = _run(settings)
     assert result.success
+    # A bare clone has no ../shared: the default run reads the bundled files (the CPCD one among them) only.
+    assert under_shared(opened) == []
+    assert BUNDLED_DATA / "cpcd" / "cpcd_v1.dialogs.dev.train.jsonl.gz" in opened
     checks = _checks(result)
     foundation = {
         "catalog_expectations",

@@ -128,7 +128,7 @@ class Assistant:
         turns = [self._prepare(s, t, p) for s, t, p in zip(sessions, texts, parses, strict=True)]
         acting = [t for t in turns if t.question is None and _acts(t.parse.labels.intent)]
         if self.agent is not None:
-            tasks = [AgentTask(t.text, t.session.history, t.after, t.toolbox) for t in acting]
+            tasks = [AgentTask(t.text, t.session.history, t.after, t.toolbox, t.parse.labels) for t in acting]
             for turn, answer in zip(acting, self.agent.answer_batch(tasks), strict=True):
                 turn.answer = answer
         else:

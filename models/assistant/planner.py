@@ -70,7 +70,8 @@ class Planner:
                 continue
             card = explained["track"]
             title = f"“{card['title']}”" if card["title"] else f"Track {card['track_id']}"
-            by = f" by {', '.join(card['artists'])}" if card["artists"] else ""
+            artists = ", ".join(f"“{a}”" for a in card["artists"])  # catalog text, quoted as data
+            by = f" by {artists}" if artists else ""
             facets = ", ".join([*card["genres"], *card["moods"], *card["instruments"]]) or "no tags"
             sentence = f"{title}{by}: {facets}."
             if explained["matches"]:

@@ -3,7 +3,9 @@
 `TemplateStoryteller` is the offline baseline: it names the track's facets, those the listener asked
 for first, and the request they answer. `LLMStoryteller` writes with the versioned prompt
 track_story.yaml through the gateway; catalog and user text go into a delimited JSON data block,
-and the output guard replaces any answer that repeats the system prompt.
+and the output guard (models/assistant/output_guard.py) replaces a story that discloses the prompt,
+holds a secret or follows an instruction found in the catalog. Both put catalog text (titles, artists,
+albums) in quotes: it is data shown to the listener, never the storyteller's own words.
 """
 
 from collections.abc import Mapping, Sequence
@@ -12,9 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.assistant.output_guard import OutputGuard
+from models.assistant.output_guard import OutputGuard, quote_catalog_values
 from models.labels import Constraint
 from models.llm import LLMGateway, LLMRequest
+from models.llm.config import api_key_from_env
 from models.prompts import PLACEHOLDER, data_json, load_prompt
 from models.taxonomy import Taxonomy
 
@@ -41,8 +44,8 @@ class StoryItem:
 class StoryResult:
     text: str
     cited_facts: list[str] = field(default_factory=list)
-    flagged: bool = False  # the guard replaced a leaking answer
-    failure: str | None = None  # the LLM call failed; the text is the template's
+    flagged: bool = False  # the guard replaced the LLM's story
+    failure: str | None = None  # why the LLM's story is not used ("guard:<reason>" or the call's failure)
     cost_usd: float = 0.0
 
 
@@ -64,6 +67,20 @@ def _name(node_id: str, taxonomy: Taxonomy) -> str:
     # "deephouse" is an id spelling: say the alias a listener would ("deep house").
     spaced = [a for a in node.aliases if a.replace(" ", "") == node.name]
     return spaced[0] if spaced else node.name
+
+
+def card_text(card: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """A track card's free text from the catalog (title, artists, album: data, possibly hostile) and its
+    facets (taxonomy tag values: vocabulary the assistant may use in its own words)."""
+    text = [v for v in (card.get("title"), card.get("album"), *(card.get("artists") or [])) if v]
+    facets = [v for facet in ("genres", "moods", "instruments") for v in card.get(facet) or []]
+    return text, facets
+
+
+def guard_secrets() -> list[str]:
+    """What no answer may contain: the configured API key."""
+    key = api_key_from_env()
+    return [key.get_secret_value()] if key else []
 
 
 def card_facts(card: Mapping[str, Any]) -> list[str]:
@@ -92,7 +109,7 @@ class TemplateStoryteller:
         if instruments:
             text += f" with {' and '.join(instruments)}"
         if card["artists"]:
-            text += f" by {card['artists'][0]}"
+            text += f" by “{card['artists'][0]}”"  # catalog text, quoted as data
         asked = describe_constraint(item.constraint, self.taxonomy)
         text += f" — fits your request for {asked}." if asked else " — close to what you liked."
         cited = [f"moods: {m}" for m in moods] + [f"genres: {g}" for g in genres]
@@ -116,7 +133,10 @@ class LLMStoryteller:
         self.fallback = TemplateStoryteller(taxonomy)
         self.taxonomy = taxonomy
         self.guard = OutputGuard(
-            [PLACEHOLDER.sub(" ", m["content"]) for m in self.prompt.messages if m["role"] == "system"]
+            [PLACEHOLDER.sub(" ", m["content"]) for m in self.prompt.messages if m["role"] == "system"],
+            internal_names=[*Story.model_fields, "<data>"],
+            secrets=guard_secrets(),
+            config_names=list(self.prompt.model_parameters),
         )
 
     @property
@@ -151,9 +171,13 @@ class LLMStoryteller:
                     StoryResult(template.text, template.cited_facts, failure=result.failure, cost_usd=cost)
                 )
                 continue
-            guarded = self.guard.check(result.output.story, template.text)
+            catalog_text, facets = card_text(item.card)
+            story = quote_catalog_values(result.output.story, catalog_text)
+            grounded = [item.request, describe_constraint(item.constraint, self.taxonomy), *facets]
+            guarded = self.guard.check(story, template.text, catalog_text, grounded)
             facts = template.cited_facts if guarded.flagged else result.output.cited_facts
-            results.append(StoryResult(guarded.text, facts, flagged=guarded.flagged, cost_usd=cost))
+            failure = f"guard:{guarded.reason}" if guarded.flagged else None
+            results.append(StoryResult(guarded.text, facts, guarded.flagged, failure, cost_usd=cost))
         return results
 
     def _data(self, item: StoryItem) -> str:

@@ -124,9 +124,9 @@ def register_candidate(client: MlflowClient, candidate: Candidate, run_id: str) 
     else:
         version = existing
     champion = model_alias_version(client, ASSISTANT_MODEL, CHAMPION)
-    if champion is None:
-        set_model_alias(client, ASSISTANT_MODEL, CHAMPION, version)
-        champion = version
+    if champion is None:  # the first version; also after a kill between its registration and this alias
+        champion = min(int(v.version) for v in client.search_model_versions(f"name = '{ASSISTANT_MODEL}'"))
+        set_model_alias(client, ASSISTANT_MODEL, CHAMPION, champion)
     return RegisteredCandidate(version, created=existing is None, champion=champion == version)
 
 
@@ -139,12 +139,14 @@ def champion_key(client: MlflowClient) -> str | None:
 
 
 def promote(client: MlflowClient, candidate: Candidate) -> list[str]:
-    """Move the champion aliases to the candidate: the assistant and each of its registered components."""
+    """Move the champion aliases to the candidate: each of its registered components, then the assistant.
+
+    The assistant's alias moves last: a kill half-way leaves the old champion in place, so the rerun's gate
+    decides the same promotion again and moves every alias (each move is idempotent)."""
     version = _version_of(client, candidate.key)
     if version is None:
         raise LookupError(f"{candidate.key} has no {ASSISTANT_MODEL} version; evaluate it first")
-    set_model_alias(client, ASSISTANT_MODEL, CHAMPION, version)
-    moved = [f"models:/{ASSISTANT_MODEL}@{CHAMPION} -> {version}"]
+    moved = []
     if candidate.parser_kind == "offline":
         set_model_alias(client, INTENT_MODEL, CHAMPION, candidate.parser_version)
         moved.append(f"models:/{INTENT_MODEL}@{CHAMPION} -> {candidate.parser_version}")
@@ -154,7 +156,8 @@ def promote(client: MlflowClient, candidate: Candidate) -> list[str]:
     if candidate.story_version is not None:
         client.set_prompt_alias(STORY_PROMPT, CHAMPION, candidate.story_version)
         moved.append(f"prompts:/{STORY_PROMPT}@{CHAMPION} -> {candidate.story_version}")
-    return moved
+    set_model_alias(client, ASSISTANT_MODEL, CHAMPION, version)
+    return [f"models:/{ASSISTANT_MODEL}@{CHAMPION} -> {version}", *moved]
 
 
 def _version_of(client: MlflowClient, key: str) -> int | None:

@@ -2,7 +2,8 @@
 
 A version is tagged with its fingerprint (training data, taxonomy, code version, hyperparameters, seed);
 when a version with the fingerprint exists it is reused: no run, no version. The first version becomes
-`champion`; later ones `challenger`, for the evaluation gate to promote.
+`champion`; later ones `challenger`, for the evaluation gate to promote. Finding a version also finishes
+what a kill may have left: its pending alias, and the run of an earlier attempt left RUNNING.
 """
 
 import tempfile
@@ -16,7 +17,7 @@ from mlflow import MlflowClient
 from models.candidates import INTENT_MODEL
 from models.intent.pyfunc import INPUT_EXAMPLE, IntentPyfunc, save_artifacts, signature_for
 from models.intent.training import TrainedModel
-from models.registry import CHALLENGER, CHAMPION, set_model_alias
+from models.registry import CHALLENGER, CHAMPION, PENDING_ALIAS_TAG, finish_model_registration
 
 FINGERPRINT_TAG = "setlist.fingerprint"
 EXPERIMENT = "intent-model"
@@ -42,6 +43,7 @@ def find_registered(
 ) -> RegisteredIntentModel | None:
     for version in client.search_model_versions(f"name = '{name}'"):
         if version.tags.get(FINGERPRINT_TAG) == fingerprint:
+            finish_model_registration(client, name, int(version.version))
             metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
             return RegisteredIntentModel(
                 name, int(version.version), version.run_id, fingerprint, False, dict(metrics)
@@ -57,9 +59,17 @@ def log_and_register(
     params: dict[str, str],
     name: str = INTENT_MODEL,
 ) -> RegisteredIntentModel:
-    """Log params, metrics and the pyfunc model in a run; register it; set champion or challenger."""
+    """Log params, metrics and the pyfunc model in a run; register it; set champion or challenger.
+
+    Call it under the registry lock: an earlier attempt's run still RUNNING is then a killed one."""
     metrics = trained.evaluation.to_metrics()
     had_versions = bool(client.search_model_versions(f"name = '{name}'"))
+    abandoned = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and attributes.status = 'RUNNING'",
+    )
+    for run in abandoned:
+        client.set_terminated(run.info.run_id, "KILLED")
     with mlflow.start_run(experiment_id=experiment_id, tags={FINGERPRINT_TAG: fingerprint}) as run:
         mlflow.log_params({**params, "fingerprint": fingerprint})
         mlflow.log_metrics(metrics)
@@ -73,7 +83,10 @@ def log_and_register(
                 # Pinned from this environment: inferring requirements would reload the model in a subprocess.
                 pip_requirements=[f"{p}=={package_version(p)}" for p in RUNTIME_PACKAGES],
             )
-    registered = mlflow.register_model(info.model_uri, name, tags={FINGERPRINT_TAG: fingerprint})
+    alias = CHALLENGER if had_versions else CHAMPION
+    registered = mlflow.register_model(
+        info.model_uri, name, tags={FINGERPRINT_TAG: fingerprint, PENDING_ALIAS_TAG: alias}
+    )
     version = int(registered.version)
-    set_model_alias(client, name, CHALLENGER if had_versions else CHAMPION, version)
+    finish_model_registration(client, name, version)
     return RegisteredIntentModel(name, version, run.info.run_id, fingerprint, True, metrics)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, SecretStr, field_validator
 
 API_KEY_ENV_VARS = ("SETLIST_LLM_API_KEY", "OPENAI_API_KEY")
 
@@ -46,6 +47,16 @@ class GatewayConfig(BaseModel):
     )
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     cache_path: Path | None = Path(".setlist/llm_cache.sqlite")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # empty means offline, like unset
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL such as http://127.0.0.1:8080/v1, got {value!r}")
+        return value
 
     def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = self.prices.get(model)
