@@ -4,6 +4,7 @@ import dagster as dg
 
 import assets.assistant
 import assets.catalog
+import assets.embeddings
 import assets.evaluation
 import assets.feedback
 import assets.golden
@@ -22,6 +23,7 @@ from orchestration.settings import Settings, load_settings
 ASSET_MODULES = [
     assets.catalog,
     assets.taxonomy,
+    assets.embeddings,
     assets.golden,
     assets.synthetic,
     assets.judges,

@@ -61,8 +61,16 @@ def test_published_similarities_to_int8_tolerance(model) -> None:
 
 def test_paraphrases_are_closer_than_unrelated_texts(model) -> None:
     pairs = [
-        ("chill piano for a rainy evening", "relaxing piano music for a wet night", "heavy metal with screaming guitars"),
-        ("A man is playing a guitar.", "Someone plays an acoustic guitar.", "The stock market fell sharply on Monday."),
+        (
+            "chill piano for a rainy evening",
+            "relaxing piano music for a wet night",
+            "heavy metal with screaming guitars",
+        ),
+        (
+            "A man is playing a guitar.",
+            "Someone plays an acoustic guitar.",
+            "The stock market fell sharply on Monday.",
+        ),
         ("songs to run to", "energetic music for jogging", "a quiet lullaby for a baby"),
     ]
     for anchor, paraphrase, unrelated in pairs:

@@ -86,11 +86,15 @@ class MiniLMEmbedder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        path = _verified(model_path or packaged_model_path(), MINILM_SHA256, "all-MiniLM-L6-v2 int8 ONNX model")
+        path = _verified(
+            model_path or packaged_model_path(), MINILM_SHA256, "all-MiniLM-L6-v2 int8 ONNX model"
+        )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: one per physical core
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self._tokenizer = Tokenizer.from_file(str(_verified(TOKENIZER_FILE, TOKENIZER_SHA256, "MiniLM tokenizer")))
+        self._tokenizer = Tokenizer.from_file(
+            str(_verified(TOKENIZER_FILE, TOKENIZER_SHA256, "MiniLM tokenizer"))
+        )
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest text of the call
 
@@ -201,16 +205,26 @@ def embed_texts(
     """Vectors for `texts`, embedding each distinct text once and only when `reuse` (a table with `text_key`
     and `embedding` columns, e.g. the previous track_embeddings) does not hold it already."""
     keys = text_keys(texts, embedder.name)
-    distinct = pl.DataFrame({"text_key": keys, "text": list(texts)}, schema={"text_key": pl.String, "text": pl.String})
+    distinct = pl.DataFrame(
+        {"text_key": keys, "text": list(texts)}, schema={"text_key": pl.String, "text": pl.String}
+    )
     distinct = distinct.unique("text_key", maintain_order=True)
     known = None
     if reuse is not None and reuse.height:
-        known = reuse.select("text_key", "embedding").unique("text_key").join(distinct.select("text_key"), on="text_key")
+        known = (
+            reuse.select("text_key", "embedding")
+            .unique("text_key")
+            .join(distinct.select("text_key"), on="text_key")
+        )
     missing = distinct if known is None else distinct.join(known, on="text_key", how="anti")
     start = time.perf_counter()
-    fresh = vector_table(missing["text_key"], embed_all(embedder, missing["text"].to_list(), on_progress=on_progress))
+    fresh = vector_table(
+        missing["text_key"], embed_all(embedder, missing["text"].to_list(), on_progress=on_progress)
+    )
     seconds = time.perf_counter() - start
-    table = fresh if known is None else pl.concat([known.cast(fresh.schema), fresh]) if fresh.height else known
+    table = (
+        fresh if known is None else pl.concat([known.cast(fresh.schema), fresh]) if fresh.height else known
+    )
     vectors = (
         pl.DataFrame({"text_key": keys})
         .join(table, on="text_key", how="left", maintain_order="left")["embedding"]

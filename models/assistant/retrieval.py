@@ -16,7 +16,7 @@ import polars as pl
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfTransformer
 
-from models.assistant.embedding import Embedder, embed_all
+from models.assistant.embedding import Embedder, embed_texts, load_embedder
 from models.assistant.filters import Filters
 from models.assistant.fusion import Hit, diversify, fuse
 from models.assistant.query_tags import PhraseMatcher
@@ -58,8 +58,13 @@ class CatalogIndex:
         taxonomy: Taxonomy | None = None,
         config: RetrieverConfig | None = None,
         embedder: Embedder | None = None,
+        embeddings: pl.DataFrame | None = None,
     ) -> "CatalogIndex":
+        """`embeddings`: vectors already computed (`text_key`, `embedding`, e.g. the track_embeddings asset);
+        with a dense config only the tracks whose text they lack are embedded now."""
         config = config or RetrieverConfig()
+        if embedder is None and config.embedder is not None:
+            embedder = load_embedder(config.embedder)
         if config.embedder != (embedder.name if embedder else None):
             raise ValueError(f"config names embedder {config.embedder!r}, got {embedder and embedder.name!r}")
         n = catalog.height
@@ -93,7 +98,7 @@ class CatalogIndex:
             artist_codes=artist_codes,
             durations=catalog["duration_s"].fill_null(float("nan")).to_numpy(),
             embedder=embedder,
-            embeddings=embed_all(embedder, texts) if embedder else None,
+            embeddings=embed_texts(embedder, texts, reuse=embeddings).vectors if embedder else None,
         )
 
     def reconfigured(self, config: RetrieverConfig) -> "CatalogIndex":

@@ -32,7 +32,9 @@ SENTENCES = [
     "The stock market fell sharply on Monday.",
     "Ich höre abends gerne ruhige Klaviermusik.",
     "",
-    " ".join(["punk rock driving drive car ride metal hard rock heavy metal"] * 40),  # > 256 tokens: truncated
+    " ".join(
+        ["punk rock driving drive car ride metal hard rock heavy metal"] * 40
+    ),  # > 256 tokens: truncated
 ]
 
 
@@ -42,7 +44,9 @@ def load_safetensors(path: Path) -> dict[str, np.ndarray]:
         data = f.read()
     dtypes = {"F32": np.float32, "I64": np.int64}
     return {
-        name: np.frombuffer(data[slice(*spec["data_offsets"])], dtype=dtypes[spec["dtype"]]).reshape(spec["shape"])
+        name: np.frombuffer(data[slice(*spec["data_offsets"])], dtype=dtypes[spec["dtype"]]).reshape(
+            spec["shape"]
+        )
         for name, spec in header.items()
         if name != "__metadata__"
     }
@@ -70,7 +74,8 @@ def embed(weights: dict[str, np.ndarray], ids: list[int]) -> np.ndarray:
             return t @ w[p + name + ".weight"].T.astype(np.float64) + w[p + name + ".bias"]
 
         q, k, v = (
-            linear(x, f"attention.self.{m}").reshape(n, heads, -1).transpose(1, 0, 2) for m in ("query", "key", "value")
+            linear(x, f"attention.self.{m}").reshape(n, heads, -1).transpose(1, 0, 2)
+            for m in ("query", "key", "value")
         )
         scores = q @ k.transpose(0, 2, 1) / sqrt(q.shape[-1])
         scores = np.exp(scores - scores.max(-1, keepdims=True))
@@ -82,7 +87,11 @@ def embed(weights: dict[str, np.ndarray], ids: list[int]) -> np.ndarray:
         )
         hidden = linear(x, "intermediate.dense")
         hidden = 0.5 * hidden * (1.0 + erf(hidden / sqrt(2.0)))
-        x = layer_norm(linear(hidden, "output.dense") + x, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
+        x = layer_norm(
+            linear(hidden, "output.dense") + x,
+            w[p + "output.LayerNorm.weight"],
+            w[p + "output.LayerNorm.bias"],
+        )
     pooled = x.mean(axis=0)
     return pooled / np.linalg.norm(pooled)
 
