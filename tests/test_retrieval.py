@@ -226,7 +226,8 @@ def test_dense_preset_finds_tracks_by_meaning_with_the_shipped_model(monkeypatch
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = RETRIEVER_PRESETS["dense"].model_copy(update={"max_per_artist": None})
     assert Candidate.from_key("intent-v1.dense.template").retriever_config.embedder == MINILM_NAME
-    dense = CatalogIndex.build(CATALOG, TAXONOMY, config)  # the embedder is loaded by the name the config holds
+    # No embedder passed: the index loads the one the config names.
+    dense = CatalogIndex.build(CATALOG, TAXONOMY, config)
     hits = dense.search("tranquil keys")  # no word of any track text: only the dense component answers
     assert hits[0].track_id in {"m3", "m4"} and set(hits[0].ranks) == {"dense"}
 
