@@ -22,6 +22,7 @@ from models.assistant.fusion import Hit, diversify, fuse
 from models.assistant.query_tags import PhraseMatcher
 from models.assistant.retrieval_config import RetrieverConfig
 from models.assistant.track_text import tag_phrases, track_tags, track_texts
+from models.assistant.vector_index import VectorIndex
 from models.taxonomy import Taxonomy
 
 __all__ = ["CatalogIndex", "Embedder", "Filters", "Hit", "RetrieverConfig", "diversify", "fuse"]
@@ -50,6 +51,7 @@ class CatalogIndex:
     durations: np.ndarray  # float64 per track, NaN when unknown
     embedder: Embedder | None = None
     embeddings: np.ndarray | None = None  # (n_tracks, dim) float32, L2-normalised rows
+    vector_index: VectorIndex | None = None  # nearest-neighbour search over `embeddings`
 
     @classmethod
     def build(
@@ -83,6 +85,7 @@ class CatalogIndex:
 
         artist_ids = catalog["artist_id"].to_list()
         artist_codes = catalog["artist_id"].rank("dense").fill_null(0).cast(pl.Int32).to_numpy() - 1
+        vectors = embed_texts(embedder, texts, reuse=embeddings).vectors if embedder else None
         return cls(
             config=config,
             catalog=catalog,
@@ -98,7 +101,8 @@ class CatalogIndex:
             artist_codes=artist_codes,
             durations=catalog["duration_s"].fill_null(float("nan")).to_numpy(),
             embedder=embedder,
-            embeddings=embed_texts(embedder, texts, reuse=embeddings).vectors if embedder else None,
+            embeddings=vectors,
+            vector_index=VectorIndex(vectors) if vectors is not None else None,
         )
 
     def reconfigured(self, config: RetrieverConfig) -> "CatalogIndex":
@@ -132,8 +136,7 @@ class CatalogIndex:
         if "tags" in self.config.components:
             rankings["tags"] = self._top("tags", self._tag_scores(self._query_tag_vector(query)), mask)
         if "dense" in self.config.components and self.embedder is not None:
-            query_vector = self.embedder.embed([query])[0]
-            rankings["dense"] = self._top("dense", self._dense_scores(query_vector), mask, positive=False)
+            rankings["dense"] = self._nearest(self.embedder.embed([query])[0], mask)
         return self._slate(rankings, k)
 
     def similar(
@@ -147,9 +150,7 @@ class CatalogIndex:
         centroid = np.asarray(self.tag_rows[seeds].mean(axis=0)).ravel()
         rankings = {"tags": self._top("tags", self._tag_scores(centroid), mask)}
         if self.embeddings is not None:
-            rankings["dense"] = self._top(
-                "dense", self._dense_scores(self.embeddings[seeds].mean(axis=0)), mask, positive=False
-            )
+            rankings["dense"] = self._nearest(self.embeddings[seeds].mean(axis=0), mask)
         return self._slate(rankings, k)
 
     def positions(self, track_ids: Iterable[str]) -> np.ndarray:
@@ -201,15 +202,17 @@ class CatalogIndex:
             return np.zeros(len(self), dtype=np.float32)
         return self.tag_cols[:, columns] @ vector[columns]
 
-    def _dense_scores(self, vector: np.ndarray) -> np.ndarray:
-        assert self.embeddings is not None
-        return self.embeddings @ vector.astype(np.float32)
+    def _nearest(self, vector: np.ndarray, mask: np.ndarray | None) -> list[Hit]:
+        assert self.vector_index is not None
+        rows, scores = self.vector_index.top(vector, self.config.candidates, mask)
+        return [
+            Hit(self.track_ids[i], float(s), self.artist_ids[i], {"dense": rank})
+            for rank, (i, s) in enumerate(zip(rows, scores, strict=True), start=1)
+        ]
 
-    def _top(
-        self, component: str, scores: np.ndarray, mask: np.ndarray | None, positive: bool = True
-    ) -> list[Hit]:
+    def _top(self, component: str, scores: np.ndarray, mask: np.ndarray | None) -> list[Hit]:
         """The best `config.candidates` kept tracks; ties go to catalog order so rankings are reproducible."""
-        keep = scores > 0 if positive else np.ones(len(self), dtype=bool)
+        keep = scores > 0
         if mask is not None:
             keep &= mask
         candidates = np.flatnonzero(keep)
