@@ -1,11 +1,13 @@
-"""Hybrid retrieval over the catalog: BM25 on track text, tag-vector cosine, an optional dense embedder, RRF.
+"""Hybrid retrieval over the catalog: BM25 on track text, tag-vector cosine, optional dense embeddings, RRF.
 
 `CatalogIndex.build` indexes any catalog in CATALOG_SCHEMA: MTG-Jamendo (tags only) is found through tag
 phrases, CPCD (titles, artists, albums, no tags) through its text. Filters are numpy boolean masks
 (one precomputed row per tag, n_tags x n_tracks bytes: ~190 MB at 1M MTG-Jamendo tracks) combined per
-query, so no per-track Python runs at query time.
+query, so no per-track Python runs at query time. The dense component embeds the same track text with a
+sentence model (models/assistant/embedding.py) and searches it through models/assistant/vector_index.py.
 """
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,6 +30,7 @@ from models.taxonomy import Taxonomy
 __all__ = ["CatalogIndex", "Embedder", "Filters", "Hit", "RetrieverConfig", "diversify", "fuse"]
 
 STOPWORDS = "en"
+log = logging.getLogger(__name__)
 
 
 def _tokens(text: str) -> list[str]:
@@ -85,7 +88,11 @@ class CatalogIndex:
 
         artist_ids = catalog["artist_id"].to_list()
         artist_codes = catalog["artist_id"].rank("dense").fill_null(0).cast(pl.Int32).to_numpy() - 1
-        vectors = embed_texts(embedder, texts, reuse=embeddings).vectors if embedder else None
+        vectors = None
+        if embedder is not None:
+            vectors = embed_texts(
+                embedder, texts, reuse=embeddings, on_progress=lambda p: log.info("%s", p)
+            ).vectors
         return cls(
             config=config,
             catalog=catalog,
