@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.retrieval import MTG, QUERIES, _table
+from models.assistant.vector_index import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"55k": 55_525, "1m": 1_000_000}
@@ -39,9 +40,6 @@ CASES = ("numpy", "faiss-flat", "faiss-hnsw", "usearch-f32", "usearch-i8", "lanc
 N_QUERIES = 200
 NOISE_COSINE = 0.9
 THREADS = 2
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 128
-HNSW_EF_SEARCH = 256  # >= 200: the top-200 query needs at least that breadth
 CACHE = Path(tempfile.gettempdir()) / "setlist-vector-bench"
 
 

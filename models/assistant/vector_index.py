@@ -11,7 +11,7 @@ import numpy as np
 
 EXACT_MAX_VECTORS = 200_000
 HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 128
+HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 256  # >= the 200 candidates a component is asked for
 
 
