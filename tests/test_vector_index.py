@@ -50,3 +50,15 @@ def test_hnsw_above_the_exact_limit_keeps_recall_and_filters(monkeypatch) -> Non
     small = np.zeros(5_000, dtype=bool)
     small[:300] = True  # few rows kept: searched exactly
     assert index.top(queries[0], 10, small)[0].tolist() == _brute_force(vectors, queries[0], 10, small)
+
+
+def test_rows_sharing_a_key_are_scored_once_with_the_same_answers() -> None:
+    distinct = _unit_rows(40)
+    groups = np.random.default_rng(3).integers(0, 40, 400)
+    vectors, keys = distinct[groups], [f"text-{g}" for g in groups]
+    plain, shared = VectorIndex(vectors), VectorIndex(vectors, keys)
+    assert shared._distinct.shape[0] == len(set(groups.tolist()))
+    mask = np.random.default_rng(4).random(400) < 0.3
+    for q in _unit_rows(5, seed=5):
+        for m in (None, mask):
+            np.testing.assert_array_equal(shared.top(q, 25, m)[0], plain.top(q, 25, m)[0])

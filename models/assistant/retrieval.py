@@ -88,11 +88,9 @@ class CatalogIndex:
 
         artist_ids = catalog["artist_id"].to_list()
         artist_codes = catalog["artist_id"].rank("dense").fill_null(0).cast(pl.Int32).to_numpy() - 1
-        vectors = None
+        embedded = None
         if embedder is not None:
-            vectors = embed_texts(
-                embedder, texts, reuse=embeddings, on_progress=lambda p: log.info("%s", p)
-            ).vectors
+            embedded = embed_texts(embedder, texts, reuse=embeddings, on_progress=lambda p: log.info("%s", p))
         return cls(
             config=config,
             catalog=catalog,
@@ -108,8 +106,8 @@ class CatalogIndex:
             artist_codes=artist_codes,
             durations=catalog["duration_s"].fill_null(float("nan")).to_numpy(),
             embedder=embedder,
-            embeddings=vectors,
-            vector_index=VectorIndex(vectors) if vectors is not None else None,
+            embeddings=embedded.vectors if embedded else None,
+            vector_index=VectorIndex(embedded.vectors, embedded.keys) if embedded else None,
         )
 
     def reconfigured(self, config: RetrieverConfig) -> "CatalogIndex":

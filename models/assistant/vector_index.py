@@ -7,6 +7,8 @@ a millisecond at recall@10 near 1. faiss rather than usearch or LanceDB: it sear
 mask (`IDSelectorBitmap`), which is how every retrieval component applies the listener's constraints.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 
 EXACT_MAX_VECTORS = 200_000
@@ -16,8 +18,15 @@ HNSW_EF_SEARCH = 256  # >= the 200 candidates a component is asked for
 
 
 class VectorIndex:
-    def __init__(self, vectors: np.ndarray) -> None:
+    def __init__(self, vectors: np.ndarray, keys: Sequence[str] | None = None) -> None:
+        """`keys` (text keys): rows sharing one share a vector, which exact search then scores once. MTG-Jamendo
+        tracks have no titles, so 55k tracks have 21k distinct texts and a query reads 2.6x fewer bytes."""
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # L2-normalised rows
+        if keys is None:
+            self._distinct, self._row_group = self.vectors, None
+        else:
+            _, first, self._row_group = np.unique(np.asarray(keys), return_index=True, return_inverse=True)
+            self._distinct = np.ascontiguousarray(self.vectors[first])
         self._hnsw = _hnsw(self.vectors) if len(self.vectors) > EXACT_MAX_VECTORS else None
 
     def top(self, query: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -25,8 +34,12 @@ class VectorIndex:
         query = np.asarray(query, dtype=np.float32)
         if self._hnsw is not None and (mask is None or mask.sum() > EXACT_MAX_VECTORS):
             return self._approximate(query, k, mask)
+        scores = self._distinct @ query
+        if self._row_group is not None:
+            scores = scores[self._row_group]
         rows = np.arange(len(self.vectors)) if mask is None else np.flatnonzero(mask)
-        scores = self.vectors[rows] @ query if mask is not None else self.vectors @ query
+        if mask is not None:
+            scores = scores[rows]
         if rows.size > k:
             keep = np.argpartition(-scores, k - 1)[:k]
             rows, scores = rows[keep], scores[keep]
