@@ -18,10 +18,12 @@ the model plus 184 catalog vectors perturbed the same way (the "more like this" 
 """
 
 import argparse
+import atexit
 import importlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -154,6 +156,7 @@ def build_lancedb(vectors: np.ndarray, indexed: bool) -> Search:
     import pyarrow as pa
 
     folder = tempfile.mkdtemp(prefix="lancedb-", dir=CACHE)
+    atexit.register(shutil.rmtree, folder, True)
     db = lancedb.connect(folder)
     d = vectors.shape[1]
     table = db.create_table(
