@@ -43,6 +43,7 @@ def assistant_runs(
     golden_curated: pl.DataFrame,
     catalog: pl.DataFrame,
     taxonomy: pl.DataFrame,
+    track_embeddings: pl.DataFrame,
     llm: LLMGatewayResource,
     mlflow: MLflowTracking,
 ) -> dg.Output[pl.DataFrame]:
@@ -55,7 +56,8 @@ def assistant_runs(
     ):
         if version is not None:
             _require_prompt_file_version(client, name, version)
-    index = CatalogIndex.build(catalog, tree, candidate.retriever_config)
+    # A dense candidate reuses the asset's vectors; only tracks whose text changed since are embedded now.
+    index = CatalogIndex.build(catalog, tree, candidate.retriever_config, embeddings=track_embeddings)
     try:
         gateway = llm.get_gateway() if candidate.uses_llm else None
         assistant = build_assistant(candidate, index, tree, gateway, mlflow_client=client)

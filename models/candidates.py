@@ -4,6 +4,7 @@ Candidates are what the platform compares in MLflow and promotes with the gate. 
 Dagster partition keys, so they stay short and readable:
 
     intent-v3.hybrid.template        offline parser (intent model version 3), hybrid retrieval, template stories
+    intent-v3.dense.template         the same with the dense (sentence-embedding) component fused in
     parse-v2.bm25.story-v1           LLM parser (prompt version 2), BM25 only, LLM stories (prompt version 1)
 """
 
@@ -12,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from models.assistant.embedding import MINILM_NAME
 from models.assistant.retrieval_config import RetrieverConfig
 
 INTENT_MODEL = "setlist-intent"  # registered model name of the offline parser
@@ -22,6 +24,8 @@ RETRIEVER_PRESETS: dict[str, RetrieverConfig] = {
     "hybrid": RetrieverConfig(),
     "bm25": RetrieverConfig(components=("bm25",)),
     "tags": RetrieverConfig(components=("tags",)),
+    # hybrid plus all-MiniLM-L6-v2 vectors (the track_embeddings asset), fused by RRF
+    "dense": RetrieverConfig(components=("bm25", "tags", "dense"), embedder=MINILM_NAME),
 }
 _KEY = re.compile(r"^(intent|parse)-v(\d+)\.([a-z0-9]+)\.(template|story-v(\d+))$")
 

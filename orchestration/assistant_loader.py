@@ -57,7 +57,10 @@ def load_chat_assistant(settings: Settings, candidate_key: str | None = None) ->
     try:
         candidate = Candidate.from_key(candidate_key)
         gateway = LLMGateway(settings.llm.model_copy(update={"cache_path": settings.llm_cache_path}))
-        index = CatalogIndex.build(catalog, taxonomy, candidate.retriever_config)
+        vectors = settings.assets_dir / "track_embeddings.parquet"  # a dense candidate's precomputed vectors
+        dense = candidate.retriever_config.embedder is not None and vectors.exists()
+        embeddings = pl.read_parquet(vectors) if dense else None
+        index = CatalogIndex.build(catalog, taxonomy, candidate.retriever_config, embeddings=embeddings)
         assistant = build_assistant(candidate, index, taxonomy, gateway, mlflow_client=client)
     except (CandidateKeyError, LLMUnavailable, LookupError) as err:
         raise ChatSetupError(str(err)) from err

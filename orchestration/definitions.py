@@ -5,6 +5,7 @@ import dagster as dg
 import assets.assistant
 import assets.catalog
 import assets.curation
+import assets.embeddings
 import assets.evaluation
 import assets.feedback
 import assets.golden
@@ -23,6 +24,7 @@ from orchestration.settings import Settings, load_settings
 ASSET_MODULES = [
     assets.catalog,
     assets.taxonomy,
+    assets.embeddings,
     assets.golden,
     assets.synthetic,
     assets.judges,

@@ -216,3 +216,35 @@ def test_reconfigured_index_answers_like_a_fresh_build(index: CatalogIndex) -> N
     assert shared.bm25 is index.bm25  # no rebuild
     with pytest.raises(ValueError, match="build anew"):
         index.reconfigured(RetrieverConfig(bm25_k1=0.9))
+
+
+def test_dense_preset_finds_tracks_by_meaning_with_the_shipped_model(monkeypatch) -> None:
+    from models.assistant.embedding import MINILM_NAME, embed_texts, load_embedder, vector_table
+    from models.assistant.track_text import catalog_texts
+    from models.candidates import RETRIEVER_PRESETS, Candidate
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = RETRIEVER_PRESETS["dense"].model_copy(update={"max_per_artist": None})
+    assert Candidate.from_key("intent-v1.dense.template").retriever_config.embedder == MINILM_NAME
+    # No embedder passed: the index loads the one the config names.
+    dense = CatalogIndex.build(CATALOG, TAXONOMY, config)
+    hits = dense.search("tranquil keys")  # no word of any track text: only the dense component answers
+    assert hits[0].track_id in {"m3", "m4"} and set(hits[0].ranks) == {"dense"}
+
+    # Precomputed vectors (the track_embeddings asset's table) are used as they are: nothing is embedded again.
+    model = load_embedder(MINILM_NAME)
+    done = embed_texts(model, catalog_texts(CATALOG, TAXONOMY).to_list())
+    asked: list[str] = []
+
+    class Recording:
+        name = MINILM_NAME
+
+        def embed(self, texts):
+            asked.extend(texts)
+            return model.embed(texts)
+
+    table = vector_table(done.keys, done.vectors)
+    reused = CatalogIndex.build(CATALOG, TAXONOMY, config, embedder=Recording(), embeddings=table)
+    assert asked == []
+    np.testing.assert_array_equal(reused.embeddings, dense.embeddings)
+    assert [h.track_id for h in reused.search("tranquil keys")] == [h.track_id for h in hits]

@@ -1,11 +1,13 @@
-"""Hybrid retrieval over the catalog: BM25 on track text, tag-vector cosine, an optional dense embedder, RRF.
+"""Hybrid retrieval over the catalog: BM25 on track text, tag-vector cosine, optional dense embeddings, RRF.
 
 `CatalogIndex.build` indexes any catalog in CATALOG_SCHEMA: MTG-Jamendo (tags only) is found through tag
 phrases, CPCD (titles, artists, albums, no tags) through its text. Filters are numpy boolean masks
 (one precomputed row per tag, n_tags x n_tracks bytes: ~190 MB at 1M MTG-Jamendo tracks) combined per
-query, so no per-track Python runs at query time.
+query, so no per-track Python runs at query time. The dense component embeds the same track text with a
+sentence model (models/assistant/embedding.py) and searches it through models/assistant/vector_index.py.
 """
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,17 +18,19 @@ import polars as pl
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfTransformer
 
-from models.assistant.embedding import Embedder, embed_all
+from models.assistant.embedding import Embedder, embed_texts, load_embedder
 from models.assistant.filters import Filters
 from models.assistant.fusion import Hit, diversify, fuse
 from models.assistant.query_tags import PhraseMatcher
 from models.assistant.retrieval_config import RetrieverConfig
 from models.assistant.track_text import tag_phrases, track_tags, track_texts
+from models.assistant.vector_index import VectorIndex
 from models.taxonomy import Taxonomy
 
 __all__ = ["CatalogIndex", "Embedder", "Filters", "Hit", "RetrieverConfig", "diversify", "fuse"]
 
 STOPWORDS = "en"
+log = logging.getLogger(__name__)
 
 
 def _tokens(text: str) -> list[str]:
@@ -50,6 +54,7 @@ class CatalogIndex:
     durations: np.ndarray  # float64 per track, NaN when unknown
     embedder: Embedder | None = None
     embeddings: np.ndarray | None = None  # (n_tracks, dim) float32, L2-normalised rows
+    vector_index: VectorIndex | None = None  # nearest-neighbour search over `embeddings`
 
     @classmethod
     def build(
@@ -58,8 +63,13 @@ class CatalogIndex:
         taxonomy: Taxonomy | None = None,
         config: RetrieverConfig | None = None,
         embedder: Embedder | None = None,
+        embeddings: pl.DataFrame | None = None,
     ) -> "CatalogIndex":
+        """`embeddings`: vectors already computed (`text_key`, `embedding`, e.g. the track_embeddings asset);
+        with a dense config only the tracks whose text they lack are embedded now."""
         config = config or RetrieverConfig()
+        if embedder is None and config.embedder is not None:
+            embedder = load_embedder(config.embedder)
         if config.embedder != (embedder.name if embedder else None):
             raise ValueError(f"config names embedder {config.embedder!r}, got {embedder and embedder.name!r}")
         n = catalog.height
@@ -78,6 +88,9 @@ class CatalogIndex:
 
         artist_ids = catalog["artist_id"].to_list()
         artist_codes = catalog["artist_id"].rank("dense").fill_null(0).cast(pl.Int32).to_numpy() - 1
+        embedded = None
+        if embedder is not None:
+            embedded = embed_texts(embedder, texts, reuse=embeddings, on_progress=lambda p: log.info("%s", p))
         return cls(
             config=config,
             catalog=catalog,
@@ -93,7 +106,8 @@ class CatalogIndex:
             artist_codes=artist_codes,
             durations=catalog["duration_s"].fill_null(float("nan")).to_numpy(),
             embedder=embedder,
-            embeddings=embed_all(embedder, texts) if embedder else None,
+            embeddings=embedded.vectors if embedded else None,
+            vector_index=VectorIndex(embedded.vectors, embedded.keys) if embedded else None,
         )
 
     def reconfigured(self, config: RetrieverConfig) -> "CatalogIndex":
@@ -127,8 +141,7 @@ class CatalogIndex:
         if "tags" in self.config.components:
             rankings["tags"] = self._top("tags", self._tag_scores(self._query_tag_vector(query)), mask)
         if "dense" in self.config.components and self.embedder is not None:
-            query_vector = self.embedder.embed([query])[0]
-            rankings["dense"] = self._top("dense", self._dense_scores(query_vector), mask, positive=False)
+            rankings["dense"] = self._nearest(self.embedder.embed([query])[0], mask)
         return self._slate(rankings, k)
 
     def similar(
@@ -142,9 +155,7 @@ class CatalogIndex:
         centroid = np.asarray(self.tag_rows[seeds].mean(axis=0)).ravel()
         rankings = {"tags": self._top("tags", self._tag_scores(centroid), mask)}
         if self.embeddings is not None:
-            rankings["dense"] = self._top(
-                "dense", self._dense_scores(self.embeddings[seeds].mean(axis=0)), mask, positive=False
-            )
+            rankings["dense"] = self._nearest(self.embeddings[seeds].mean(axis=0), mask)
         return self._slate(rankings, k)
 
     def positions(self, track_ids: Iterable[str]) -> np.ndarray:
@@ -196,15 +207,17 @@ class CatalogIndex:
             return np.zeros(len(self), dtype=np.float32)
         return self.tag_cols[:, columns] @ vector[columns]
 
-    def _dense_scores(self, vector: np.ndarray) -> np.ndarray:
-        assert self.embeddings is not None
-        return self.embeddings @ vector.astype(np.float32)
+    def _nearest(self, vector: np.ndarray, mask: np.ndarray | None) -> list[Hit]:
+        assert self.vector_index is not None
+        rows, scores = self.vector_index.top(vector, self.config.candidates, mask)
+        return [
+            Hit(self.track_ids[i], float(s), self.artist_ids[i], {"dense": rank})
+            for rank, (i, s) in enumerate(zip(rows, scores, strict=True), start=1)
+        ]
 
-    def _top(
-        self, component: str, scores: np.ndarray, mask: np.ndarray | None, positive: bool = True
-    ) -> list[Hit]:
+    def _top(self, component: str, scores: np.ndarray, mask: np.ndarray | None) -> list[Hit]:
         """The best `config.candidates` kept tracks; ties go to catalog order so rankings are reproducible."""
-        keep = scores > 0 if positive else np.ones(len(self), dtype=bool)
+        keep = scores > 0
         if mask is not None:
             keep &= mask
         candidates = np.flatnonzero(keep)

@@ -52,3 +52,10 @@ def track_texts(catalog: pl.DataFrame, tags: pl.Series, phrases: dict[str, list[
         )
         .to_series()
     )
+
+
+def catalog_texts(catalog: pl.DataFrame, taxonomy: Taxonomy | None) -> pl.Series:
+    """The text `CatalogIndex.build` indexes for each track (BM25 and the dense embeddings share it)."""
+    tags = track_tags(catalog)
+    tag_names = tags.explode().drop_nulls().unique().sort().to_list()
+    return track_texts(catalog, tags, tag_phrases(tag_names, taxonomy))
