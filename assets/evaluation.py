@@ -17,11 +17,9 @@ from models.eval.evaluate import (
     TIMING_COLUMNS,
     evaluate_cpcd,
     evaluate_curated,
-    fingerprint,
     gate_on_curated,
     judge_note_metrics,
     judge_notes,
-    table_hash,
 )
 from models.eval.judges import ResponseRulesGrader
 from models.eval.report import confusion_figure, eval_report_html, hit_by_turn_figure
@@ -30,10 +28,12 @@ from models.eval.tracking import (
     EvalRun,
     candidate_artifact,
     champion_key,
+    fingerprint,
     log_evaluation,
     promote,
     register_candidate,
     run_url,
+    table_hash,
 )
 from models.golden.cpcd import BASELINE_CONFIG, BASELINE_KS
 from models.taxonomy import Taxonomy
@@ -124,6 +124,7 @@ def bm25_baseline(
         mlflow.experiment_id(EXPERIMENTS[CPCD]),
         run_name=BASELINE_RUN,
         fingerprint=fingerprint(BASELINE_RUN, BASELINE_CONFIG.config_hash, version, EVAL_VERSION),
+        lock=mlflow.registry_lock(),
         params={
             "candidate": BASELINE_RUN,
             "retriever": "bm25 (CPCD paper baseline)",
@@ -219,6 +220,7 @@ def candidate_evaluation(
             mlflow.experiment_id(EXPERIMENTS[golden_set]),
             run_name=candidate.key,
             fingerprint=fingerprints[golden_set],
+            lock=mlflow.registry_lock(),
             params=params,
             metrics=evaluation.metrics | (judge_note_metrics(notes) if golden_set == CURATED else {}),
             results=evaluation.results,
