@@ -1,5 +1,6 @@
 """Evaluation: each candidate on the golden sets, the CPCD BM25 baseline, the champion gate and the HTML report."""
 
+import base64
 import json
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from models.eval.evaluate import (
     judge_notes,
 )
 from models.eval.judges import ResponseRulesGrader
-from models.eval.report import confusion_figure, eval_report_html, hit_by_turn_figure
+from models.eval.report import confusion_figure, eval_report_html, hit_by_turn_figure, turn_matrix
 from models.eval.tracking import (
     EXPERIMENTS,
     EvalRun,
@@ -380,9 +381,11 @@ def champion_gate(
     kinds={"mlflow"},
     ins={"candidate_evaluation": ALL_EVALUATIONS},
     description=(
-        "A static HTML report (plots embedded, no network): metrics with CIs per candidate, CPCD hit@10 by turn "
-        "against the BM25 baseline, intent confusion matrices, judge calibration and the gate's evidence. "
-        "Written under the Setlist home and logged to MLflow 'eval-report'."
+        f"A static HTML report (plots embedded, no network): {PRIMARY} per candidate with its CI, a per-turn "
+        "matrix of the champion against each challenger (failures-only and differences-only views), metrics "
+        "with CIs, CPCD hit@10 by turn against the BM25 baseline, intent confusion matrices, judge calibration "
+        "and the gate's evidence. Written under the Setlist home and logged to MLflow 'eval-report' with the "
+        "per-turn matrix as its table."
     ),
 )
 def eval_report(
@@ -407,18 +410,21 @@ def eval_report(
         champion,
         platform.judge_kappa_floor,
     )
-    path = Path(eval_reports.directory) / "eval_report.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report, encoding="utf-8")
+    folder = Path(eval_reports.directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    path, plot = folder / "eval_report.html", folder / f"{PRIMARY}_ci.png"
+    path.write_text(report.html, encoding="utf-8")
+    plot.write_bytes(report.primary_ci_png)
     run = log_evaluation(
         client,
         mlflow.experiment_id(REPORT_EXPERIMENT),
         run_name="eval-report",
-        fingerprint=fingerprint(REPORT_EXPERIMENT, report),
+        fingerprint=fingerprint(REPORT_EXPERIMENT, report.html),
+        lock=mlflow.registry_lock(),
         params={"candidates": ",".join(evaluations), "champion": champion or "none"},
         metrics={"candidates": float(len(evaluations))},
-        results=champion_gate,
-        artifacts={"eval_report.html": report},
+        results=turn_matrix(evaluations, champion),
+        artifacts={"eval_report.html": report.html, plot.name: report.primary_ci_png},
     )
     lines = [f"- champion: `{champion}`", f"- candidates: {', '.join(f'`{k}`' for k in evaluations)}"]
     if champion_gate.is_empty():
@@ -429,11 +435,16 @@ def eval_report(
             "challenger", "decision", "champion_mean", "challenger_mean"
         ).rows()
     ]
+    image = base64.b64encode(report.primary_ci_png).decode()
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
             "summary": dg.MetadataValue.md("\n".join(lines)),
-            "size_kb": round(len(report) / 1024, 1),
+            f"{PRIMARY}_ci": dg.MetadataValue.md(
+                f"![{PRIMARY} per candidate, 95% CI](data:image/png;base64,{image})"
+            ),
+            f"{PRIMARY}_ci_png": dg.MetadataValue.path(str(plot)),
+            "size_kb": round(len(report.html) / 1024, 1),
             **_run_metadata(mlflow, {"report": run}),
         }
     )
