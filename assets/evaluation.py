@@ -23,7 +23,13 @@ from models.eval.evaluate import (
     judge_notes,
 )
 from models.eval.judges import ResponseRulesGrader
-from models.eval.report import confusion_figure, eval_report_html, hit_by_turn_figure, turn_matrix
+from models.eval.report import (
+    REPORT_VERSION,
+    confusion_figure,
+    eval_report_html,
+    hit_by_turn_figure,
+    turn_matrix,
+)
 from models.eval.tracking import (
     EXPERIMENTS,
     EvalRun,
@@ -419,7 +425,15 @@ def eval_report(
         client,
         mlflow.experiment_id(REPORT_EXPERIMENT),
         run_name="eval-report",
-        fingerprint=fingerprint(REPORT_EXPERIMENT, report.html),
+        # What the report shows, without the latencies the gate's evidence quotes (measured anew each run).
+        fingerprint=fingerprint(
+            REPORT_VERSION,
+            champion or "",
+            *(f"{key}:{table_hash(frame, exclude=TIMING_COLUMNS)}" for key, frame in evaluations.items()),
+            table_hash(champion_gate, exclude=["evidence"]),
+            table_hash(bm25_baseline),
+            table_hash(judge_calibration),
+        ),
         lock=mlflow.registry_lock(),
         params={"candidates": ",".join(evaluations), "champion": champion or "none"},
         metrics={"candidates": float(len(evaluations))},

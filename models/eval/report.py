@@ -27,6 +27,9 @@ HEADLINE_COLUMNS = {
     "golden_curated": ("turn_success", "intent_correct", "slot_f1", "constraint_sat", "groundedness", "safe"),
     "golden_cpcd": ("hit_at_1", "hit_at_10", "recall_at_10", "mrr_at_10", "ndcg_at_10", "hit_at_20"),
 }
+REPORT_VERSION = (
+    "report-v2"  # part of the report run's fingerprint: bump it when the report's content changes
+)
 _MAX_TURN = 8  # CPCD conversations thin out after this many turns; later turns are pooled
 # The gate writes its evidence as Markdown (tables included); raw HTML in it is escaped, not rendered.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
