@@ -17,7 +17,7 @@ _LOCAL = {"", "file", "local"}
 def file_version(location: str | Path) -> str:
     path = UPath(location)
     if path.protocol in _LOCAL:
-        with open(location, "rb") as handle:
+        with open(path.path, "rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
     return hashlib.sha256(path.fs.ukey(path.path).encode("utf-8")).hexdigest()[:16]
 
