@@ -9,8 +9,7 @@ import polars as pl
 from assets.ui_metadata import bar_chart, counts_table, preview, suite_result
 from checks.catalog_suite import validate_catalog
 from checks.quarantine_suite import validate_quarantine
-from models.catalog.sources import newest_file
-from models.file_versions import file_version
+from models.catalog.sources import location_version
 from orchestration.resources import CatalogSource
 
 GROUP = "catalog"
@@ -31,9 +30,9 @@ with warnings.catch_warnings():
         ]
     )
     def catalog_file(catalog_source: CatalogSource) -> dg.ObserveResult:
-        path = newest_file(catalog_source.location)
+        path, version = location_version(catalog_source.location)
         return dg.ObserveResult(
-            data_version=dg.DataVersion(file_version(path)), metadata={"file": dg.MetadataValue.path(path)}
+            data_version=dg.DataVersion(version), metadata={"file": dg.MetadataValue.path(path)}
         )
 
 

@@ -52,10 +52,21 @@ with warnings.catch_warnings():
         ]
     )
     def golden_cpcd_file(platform: PlatformConfig) -> dg.ObserveResult:
+        try:
+            version = file_version(platform.golden_cpcd_path)
+        except OSError as err:
+            raise _cpcd_unreadable(platform.golden_cpcd_path, err) from err
         return dg.ObserveResult(
-            data_version=dg.DataVersion(file_version(platform.golden_cpcd_path)),
+            data_version=dg.DataVersion(version),
             metadata={"file": dg.MetadataValue.path(platform.golden_cpcd_path)},
         )
+
+
+def _cpcd_unreadable(path: str, err: Exception) -> dg.Failure:
+    return dg.Failure(
+        f"cannot read the CPCD golden set at {path!r} ({err}); "
+        f"set {CPCD_PATH_VARIABLE} to a cpcd_v1.dialogs.*.jsonl file"
+    )
 
 
 @dg.multi_asset(
@@ -135,10 +146,7 @@ def golden_cpcd_assets(platform: PlatformConfig):
     try:
         golden = import_cpcd(platform.golden_cpcd_path)
     except CatalogSourceError as err:
-        raise dg.Failure(
-            f"cannot read the CPCD golden set at {platform.golden_cpcd_path!r} ({err}); "
-            f"set {CPCD_PATH_VARIABLE} to a cpcd_v1.dialogs.*.jsonl file"
-        ) from err
+        raise _cpcd_unreadable(platform.golden_cpcd_path, err) from err
     turns, corpus, version = golden.turns, golden.corpus, golden.content_hash[:16]
     source = {"source_file": dg.MetadataValue.path(golden.source_file), "version": version}
     yield dg.Output(

@@ -143,7 +143,11 @@ def build_source_observation_sensor(
             name = source.key.to_user_string()
             try:
                 result: dg.ObserveResult = source(**wanted)  # the source asset's own observation
-            except (CatalogSourceError, OSError) as err:  # e.g. an empty drop folder: the others still count
+            except (
+                CatalogSourceError,
+                OSError,
+                dg.Failure,
+            ) as err:  # e.g. an empty drop folder: others still count
                 unreadable.append(f"{name}: {err}")
                 continue
             version = result.data_version.value

@@ -106,6 +106,22 @@ def test_source_sensor_records_a_version_only_when_content_changes(watched):
     )
 
 
+def test_an_unreadable_source_is_named_and_the_others_still_observed(watched, monkeypatch, tmp_path):
+    monkeypatch.setenv("SETLIST_CATALOG__LOCATION", str(tmp_path / "absent.tsv"))
+    monkeypatch.setenv("SETLIST_GOLDEN_CPCD_PATH", str(tmp_path / "absent.jsonl"))
+    settings = load_settings()
+    result = _tick(build_definitions(settings), settings, dg.DagsterInstance.get())
+    assert _observed(result) == ["golden_curated_files", "prompt_files"]
+    with dg.build_sensor_context(
+        instance=dg.DagsterInstance.get(), resources=build_resources(settings)
+    ) as context:
+        skipped = (
+            build_definitions(settings).resolve_sensor_def("source_files_changed").evaluate_tick(context)
+        )
+    assert "absent.tsv: file_missing" in skipped.skip_message
+    assert "SETLIST_GOLDEN_CPCD_PATH" in skipped.skip_message
+
+
 def test_automation_never_launches_a_partition_its_launcher_added(settings):
     """A new partition is requested by the registry sensor or a schedule; automation reruns existing ones."""
     partitions = dg.DynamicPartitionsDefinition(name="probe_partitions")
