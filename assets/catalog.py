@@ -1,6 +1,7 @@
 """Catalog sourcing: one read of the configured source into the normalized catalog and its quarantine."""
 
 import time
+import warnings
 
 import dagster as dg
 import polars as pl
@@ -8,13 +9,36 @@ import polars as pl
 from assets.ui_metadata import bar_chart, counts_table, preview, suite_result
 from checks.catalog_suite import validate_catalog
 from checks.quarantine_suite import validate_quarantine
+from models.catalog.sources import location_version
 from orchestration.resources import CatalogSource
 
 GROUP = "catalog"
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)  # observable source assets are beta in Dagster 1.13
+
+    @dg.multi_observable_source_asset(
+        specs=[
+            dg.AssetSpec(
+                "catalog_file",
+                group_name=GROUP,
+                description=(
+                    "The file SETLIST_CATALOG__LOCATION stands for now (a folder: its newest file), versioned by "
+                    "its content: a new, replaced or rewritten file is a new data version, which reruns the catalog."
+                ),
+            )
+        ]
+    )
+    def catalog_file(catalog_source: CatalogSource) -> dg.ObserveResult:
+        path, version = location_version(catalog_source.location)
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(version), metadata={"file": dg.MetadataValue.path(path)}
+        )
+
 
 @dg.multi_asset(
     group_name=GROUP,
+    deps=[catalog_file],
     outs={
         "catalog": dg.AssetOut(
             kinds={"polars"},

@@ -1,5 +1,6 @@
 """Evaluation: each candidate on the golden sets, the CPCD BM25 baseline, the champion gate and the HTML report."""
 
+import base64
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -18,23 +19,29 @@ from models.eval.evaluate import (
     TIMING_COLUMNS,
     evaluate_cpcd,
     evaluate_curated,
-    fingerprint,
     gate_on_golden_sets,
     judge_note_metrics,
     judge_notes,
-    table_hash,
 )
 from models.eval.judges import ResponseRulesGrader
-from models.eval.report import confusion_figure, eval_report_html, hit_by_turn_figure
+from models.eval.report import (
+    REPORT_VERSION,
+    confusion_figure,
+    eval_report_html,
+    hit_by_turn_figure,
+    turn_matrix,
+)
 from models.eval.tracking import (
     EXPERIMENTS,
     EvalRun,
     candidate_artifact,
     champion_key,
+    fingerprint,
     log_evaluation,
     promote,
     register_candidate,
     run_url,
+    table_hash,
 )
 from models.golden.cpcd import BASELINE_CONFIG, BASELINE_KS
 from models.taxonomy import Taxonomy
@@ -132,6 +139,7 @@ def bm25_baseline(
         mlflow.experiment_id(EXPERIMENTS[CPCD]),
         run_name=BASELINE_RUN,
         fingerprint=fingerprint(BASELINE_RUN, BASELINE_CONFIG.config_hash, version, EVAL_VERSION),
+        lock=mlflow.registry_lock(),
         params={
             "candidate": BASELINE_RUN,
             "retriever": "bm25 (CPCD paper baseline)",
@@ -227,6 +235,7 @@ def candidate_evaluation(
             mlflow.experiment_id(EXPERIMENTS[golden_set]),
             run_name=candidate.key,
             fingerprint=fingerprints[golden_set],
+            lock=mlflow.registry_lock(),
             params=params,
             metrics=evaluation.metrics | (judge_note_metrics(notes) if golden_set == CURATED else {}),
             results=evaluation.results,
@@ -430,9 +439,11 @@ def _cpcd_results(
     kinds={"mlflow"},
     ins={"candidate_evaluation": ALL_EVALUATIONS},
     description=(
-        "A static HTML report (plots embedded, no network): metrics with CIs per candidate, CPCD hit@10 by turn "
-        "against the BM25 baseline, intent confusion matrices, judge calibration and the gate's evidence. "
-        "Written under the Setlist home and logged to MLflow 'eval-report'."
+        f"A static HTML report (plots embedded, no network): {PRIMARY} per candidate with its CI, a per-turn "
+        "matrix of the champion against each challenger (failures-only and differences-only views), metrics "
+        "with CIs, CPCD hit@10 by turn against the BM25 baseline, intent confusion matrices, judge calibration "
+        "and the gate's evidence. Written under the Setlist home and logged to MLflow 'eval-report' with the "
+        "per-turn matrix as its table."
     ),
 )
 def eval_report(
@@ -457,18 +468,29 @@ def eval_report(
         champion,
         platform.judge_kappa_floor,
     )
-    path = Path(eval_reports.directory) / "eval_report.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report, encoding="utf-8")
+    folder = Path(eval_reports.directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    path, plot = folder / "eval_report.html", folder / f"{PRIMARY}_ci.png"
+    path.write_text(report.html, encoding="utf-8")
+    plot.write_bytes(report.primary_ci_png)
     run = log_evaluation(
         client,
         mlflow.experiment_id(REPORT_EXPERIMENT),
         run_name="eval-report",
-        fingerprint=fingerprint(REPORT_EXPERIMENT, report),
+        # What the report shows, without the latencies the gate's evidence quotes (measured anew each run).
+        fingerprint=fingerprint(
+            REPORT_VERSION,
+            champion or "",
+            *(f"{key}:{table_hash(frame, exclude=TIMING_COLUMNS)}" for key, frame in evaluations.items()),
+            table_hash(champion_gate, exclude=["evidence"]),
+            table_hash(bm25_baseline),
+            table_hash(judge_calibration),
+        ),
+        lock=mlflow.registry_lock(),
         params={"candidates": ",".join(evaluations), "champion": champion or "none"},
         metrics={"candidates": float(len(evaluations))},
-        results=champion_gate,
-        artifacts={"eval_report.html": report},
+        results=turn_matrix(evaluations, champion),
+        artifacts={"eval_report.html": report.html, plot.name: report.primary_ci_png},
     )
     lines = [f"- champion: `{champion}`", f"- candidates: {', '.join(f'`{k}`' for k in evaluations)}"]
     if champion_gate.is_empty():
@@ -479,11 +501,16 @@ def eval_report(
             "challenger", "decision", "champion_mean", "challenger_mean"
         ).rows()
     ]
+    image = base64.b64encode(report.primary_ci_png).decode()
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),
             "summary": dg.MetadataValue.md("\n".join(lines)),
-            "size_kb": round(len(report) / 1024, 1),
+            f"{PRIMARY}_ci": dg.MetadataValue.md(
+                f"![{PRIMARY} per candidate, 95% CI](data:image/png;base64,{image})"
+            ),
+            f"{PRIMARY}_ci_png": dg.MetadataValue.path(str(plot)),
+            "size_kb": round(len(report.html) / 1024, 1),
             **_run_metadata(mlflow, {"report": run}),
         }
     )

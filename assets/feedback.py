@@ -63,14 +63,17 @@ class SimulationConfig(dg.Config):
 
 @dg.multi_asset(
     group_name=GROUP,
+    # The simulated listeners are served by the champion: reading it after the gate has settled makes the
+    # champion an input of record, so a rerun with the same champion and seed logs the same events.
+    deps=["champion_gate"],
     outs={
         "interaction_logs": dg.AssetOut(
             kinds={"polars"},
             description=(
                 "Listener events (impression, play, skip, like, save) per served slate. From "
                 "SETLIST_INTERACTION_LOGS_PATH (JSONL/Parquet) when set; otherwise simulated listeners with "
-                "latent tastes over the taxonomy, served by the champion assistant (or the keyword-parser "
-                "stand-in before there is one)."
+                "latent tastes over the taxonomy, served by the champion assistant once the gate has run (or "
+                "the keyword-parser stand-in without one)."
             ),
         ),
         "interaction_quarantine": dg.AssetOut(
@@ -367,6 +370,7 @@ def online_experiment(
         {"treatment_chosen_as": arms.how, "listeners": str(config.listeners), "seed": str(platform.seed)},
         correlation,
         offline_run_ids(client, [arms.control.key, arms.treatment.key]),
+        mlflow.registry_lock(),
     )
     table = _effects_table(result)
     like = result.results["like_rate"]

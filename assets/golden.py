@@ -4,6 +4,7 @@ Each output carries its set's content hash as its data version, so a changed gol
 everything downstream of it stale.
 """
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -13,17 +14,64 @@ from assets.ui_metadata import counts_table, preview, suite_result
 from checks.catalog_suite import validate_catalog
 from checks.golden_suite import validate_cpcd_turns, validate_curated_turns, validate_ratings
 from models.catalog.sources import CatalogSourceError
+from models.file_versions import file_version, files_version
 from models.golden.cpcd import import_cpcd
-from models.golden.curated import load_curated_set
+from models.golden.curated import CURATED_DIR, load_curated_set
 from models.taxonomy import load_curated
 from orchestration.resources import PlatformConfig
 
 GROUP = "golden"
 CPCD_PATH_VARIABLE = "SETLIST_GOLDEN_CPCD_PATH"
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)  # observable source assets are beta in Dagster 1.13
+
+    @dg.multi_observable_source_asset(
+        specs=[
+            dg.AssetSpec(
+                "golden_curated_files",
+                group_name=GROUP,
+                description=f"The reviewed golden files ({CURATED_DIR}/*.yaml), versioned by their names and content.",
+            )
+        ]
+    )
+    def golden_curated_files() -> dg.ObserveResult:
+        paths = sorted(CURATED_DIR.glob("*.yaml"))
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(files_version(paths)),
+            metadata={"folder": dg.MetadataValue.path(str(CURATED_DIR)), "files": len(paths)},
+        )
+
+    @dg.multi_observable_source_asset(
+        specs=[
+            dg.AssetSpec(
+                "golden_cpcd_file",
+                group_name=GROUP,
+                description=f"The CPCD golden file ({CPCD_PATH_VARIABLE}), versioned by its content.",
+            )
+        ]
+    )
+    def golden_cpcd_file(platform: PlatformConfig) -> dg.ObserveResult:
+        try:
+            version = file_version(platform.golden_cpcd_path)
+        except OSError as err:
+            raise _cpcd_unreadable(platform.golden_cpcd_path, err) from err
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(version),
+            metadata={"file": dg.MetadataValue.path(platform.golden_cpcd_path)},
+        )
+
+
+def _cpcd_unreadable(path: str, err: Exception) -> dg.Failure:
+    return dg.Failure(
+        f"cannot read the CPCD golden set at {path!r} ({err}); "
+        f"set {CPCD_PATH_VARIABLE} to a cpcd_v1.dialogs.*.jsonl file"
+    )
+
 
 @dg.multi_asset(
     group_name=GROUP,
+    deps=[golden_curated_files],
     outs={
         "golden_curated": dg.AssetOut(
             kinds={"polars"},
@@ -79,6 +127,7 @@ def golden_curated_assets(platform: PlatformConfig):
 
 @dg.multi_asset(
     group_name=GROUP,
+    deps=[golden_cpcd_file],
     outs={
         "golden_cpcd": dg.AssetOut(
             kinds={"polars"},
@@ -97,10 +146,7 @@ def golden_cpcd_assets(platform: PlatformConfig):
     try:
         golden = import_cpcd(platform.golden_cpcd_path)
     except CatalogSourceError as err:
-        raise dg.Failure(
-            f"cannot read the CPCD golden set at {platform.golden_cpcd_path!r} ({err}); "
-            f"set {CPCD_PATH_VARIABLE} to a cpcd_v1.dialogs.*.jsonl file"
-        ) from err
+        raise _cpcd_unreadable(platform.golden_cpcd_path, err) from err
     turns, corpus, version = golden.turns, golden.corpus, golden.content_hash[:16]
     source = {"source_file": dg.MetadataValue.path(golden.source_file), "version": version}
     yield dg.Output(

@@ -51,7 +51,10 @@ def judge_calibration(
     gateway = llm.get_gateway() if llm.base_url else None
     calibrations = calibrate_judges(tasks, Taxonomy.from_table(taxonomy), cpcd_corpus, gateway)
     client, experiment_id = mlflow.client(), mlflow.experiment_id(EXPERIMENT)
-    runs = {c.judge_version: log_calibration(client, experiment_id, c) for c in calibrations}
+    runs = {
+        c.judge_version: log_calibration(client, experiment_id, c, mlflow.registry_lock()).run_id
+        for c in calibrations
+    }
     table = calibration_table(calibrations)
     metadata: dict[str, object] = {
         "dagster/row_count": table.height,

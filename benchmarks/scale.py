@@ -12,6 +12,7 @@ earlier steps' pages, so peaks only grow). Overhead = Dagster / plain seconds ov
 """
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
@@ -218,7 +219,7 @@ def plain_steps(scope: str) -> Iterator[tuple[str, Callable[[dict[str, Any]], ob
         g, c = s["golden"], s["cpcd"]
         tasks = golden_tasks(c.turns, c.corpus, g.ratings, g.turns, 600, seed)
         for calibration in calibrate_judges(tasks, s["tree"], c.corpus, None):
-            log_calibration(mlflow_client(), experiment(EXPERIMENT), calibration)
+            log_calibration(mlflow_client(), experiment(EXPERIMENT), calibration, contextlib.nullcontext())
 
     def synthetic(s: dict[str, Any]) -> None:
         generation = GrammarGenerator(s["tree"], s["read"].kept).generate(

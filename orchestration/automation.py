@@ -1,29 +1,38 @@
 """When things run: schedules, sensors and declarative automation conditions.
 
 Assets stay free of scheduling: conditions are attached here with `dg.map_asset_specs`.
-- The catalog is refreshed by a daily schedule (and by the folder sensor when a new file lands).
-- Everything downstream is eager: it rematerializes when an upstream asset or its own code version
-  (e.g. a prompt file's hash) changes, so a changed input reruns exactly what depends on it.
+- The input files (catalog location, golden files, prompt files) are observable source assets versioned by
+  content; the `source_files_changed` sensor observes them and records an observation only when a version
+  changed, so no run starts while nothing changes.
+- Everything downstream is eager: it rematerializes when an upstream asset, a source's data version or its
+  own code version changes, so a changed input reruns exactly what depends on it.
+- A new partition is launched by whoever adds it (the registry sensor, a schedule, `setlist run`);
+  automation only reruns partitions that exist, so none is launched twice.
 """
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
-from upath import UPath
 
-from models.catalog.sources import CatalogSourceError, newest_file
-from models.golden.curated import CURATED_DIR
+from models.catalog.sources import CatalogSourceError
 from orchestration.registry_sensor import current_candidates
 from orchestration.settings import Settings
 from orchestration.stages import synthetic_partition_keys
 
 PARTITION_COLUMN = "dagster_partition"  # must match orchestration/bigquery_io_manager.py
+DATA_VERSION_TAG = "dagster/data_version"  # where Dagster keeps an observation's data version
 
-CATALOG_ASSETS = dg.AssetSelection.assets("catalog", "catalog_quarantine")
+CATALOG_ASSETS = dg.AssetSelection.assets("catalog_file", "catalog", "catalog_quarantine")
 EAGER = dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
+# `eager()` also launches a partition that is missing, which its launcher has already requested.
+EAGER_EXISTING_PARTITIONS = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.missing()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("eager, existing partitions") | dg.AutomationCondition.code_version_changed()
 LLM_POOL = "llm"  # LLM-calling assets share this pool; its limit is set in the instance (local_state.py)
 LLM_RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL)
 
@@ -40,10 +49,9 @@ def with_automation(assets: list[dg.AssetsDefinition], settings: Settings) -> li
             # BigQuery tables hold every partition; the IO manager finds a partition's rows by this column.
             spec = spec.replace_attributes(metadata={**spec.metadata, "partition_expr": PARTITION_COLUMN})
         if spec.key == dg.AssetKey("catalog"):
-            return spec.replace_attributes(freshness_policy=CATALOG_FRESHNESS)
-        if spec.key == dg.AssetKey("catalog_quarantine"):
-            return spec
-        return spec.replace_attributes(automation_condition=EAGER)
+            spec = spec.replace_attributes(freshness_policy=CATALOG_FRESHNESS)
+        condition = EAGER if spec.partitions_def is None else EAGER_EXISTING_PARTITIONS
+        return spec.replace_attributes(automation_condition=condition)
 
     return list(dg.map_asset_specs(attach, assets))
 
@@ -62,31 +70,6 @@ def catalog_jobs_and_schedules(settings: Settings) -> tuple[list, list]:
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     return [refresh], [schedule]
-
-
-def build_catalog_folder_sensor(settings: Settings) -> dg.SensorDefinition:
-    """A new file in the catalog folder (local or a bucket prefix) triggers a catalog refresh."""
-
-    @dg.sensor(
-        name="new_catalog_file",
-        job_name="catalog_refresh",
-        minimum_interval_seconds=settings.schedules.sensor_interval_s,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Watches SETLIST_CATALOG__LOCATION when it is a folder; the cursor is the newest file seen.",
-    )
-    def new_catalog_file(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        folder = UPath(settings.catalog.location)
-        if not folder.is_dir():
-            return dg.SkipReason(f"{folder} is a file, not a watched folder")
-        try:
-            newest = UPath(newest_file(settings.catalog.location)).name
-        except CatalogSourceError as err:
-            return dg.SkipReason(str(err))
-        if newest == context.cursor:
-            return dg.SkipReason(f"no catalog file newer than {newest}")
-        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=newest)], cursor=newest)
-
-    return new_catalog_file
 
 
 def _partition_schedule(
@@ -136,43 +119,52 @@ def nightly_evaluation_schedule(settings: Settings) -> dg.ScheduleDefinition:
     )
 
 
-def golden_refresh_job_and_sensor(settings: Settings) -> tuple[list, list]:
-    """A changed curated golden file rematerializes the golden set; eager automation does the rest."""
-    job = dg.define_asset_job(
-        "golden_refresh",
-        selection=dg.AssetSelection.assets("golden_curated", "golden_ratings"),
-        description="Re-read the curated golden files.",
-    )
-    sensor = build_file_change_sensor(
-        "golden_files_changed",
-        CURATED_DIR,
-        "*.yaml",
-        job_name="golden_refresh",
-        interval_s=settings.schedules.sensor_interval_s,
-    )
-    return [job], [sensor]
-
-
-def build_file_change_sensor(
-    name: str, files: Path, glob: str, job_name: str, interval_s: int
+def build_source_observation_sensor(
+    sources: Sequence[dg.AssetsDefinition], interval_s: int
 ) -> dg.SensorDefinition:
-    """Request `job` when any matching file's content changes; the cursor maps file -> mtime and size."""
+    """Observe the source assets in the sensor itself (no run): an observation is recorded only when a data
+    version differs from the last one recorded, so the first tick after `setlist run` (which observed them)
+    and every tick without a change do nothing, and eager automation reacts to each real change."""
+    resource_keys = {key for source in sources for key in source.required_resource_keys} - {"io_manager"}
 
     @dg.sensor(
-        name=name,
-        job_name=job_name,
+        name="source_files_changed",
         minimum_interval_seconds=interval_s,
+        required_resource_keys=resource_keys,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Hashes the catalog file, golden files and prompt files; records a new data version on change.",
     )
-    def changed_files(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        seen = json.loads(context.cursor or "{}")
-        current = {p.name: f"{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in sorted(files.glob(glob))}
-        if current == seen:
-            return dg.SkipReason(f"no change in {files}/{glob}")
-        run_key = json.dumps(current, sort_keys=True)
-        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key)], cursor=run_key)
+    def source_files_changed(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        changed, unreadable = [], []
+        for source in sources:
+            wanted = {
+                key: getattr(context.resources, key) for key in source.required_resource_keys - {"io_manager"}
+            }
+            name = source.key.to_user_string()
+            try:
+                result: dg.ObserveResult = source(**wanted)  # the source asset's own observation
+            except (
+                CatalogSourceError,
+                OSError,
+                dg.Failure,
+            ) as err:  # e.g. an empty drop folder: others still count
+                unreadable.append(f"{name}: {err}")
+                continue
+            version = result.data_version.value
+            record = context.instance.get_latest_data_version_record(source.key, is_source=True)
+            if record is None or record.event_log_entry.asset_observation.data_version != version:
+                changed.append(
+                    dg.AssetObservation(
+                        source.key, metadata=result.metadata, tags={DATA_VERSION_TAG: version}
+                    )
+                )
+        for problem in unreadable:
+            context.log.warning(f"cannot observe {problem}")
+        if not changed:
+            return dg.SkipReason("; ".join(["no source file changed", *unreadable]))
+        return dg.SensorResult(asset_events=changed)
 
-    return changed_files
+    return source_files_changed
 
 
 def automation_sensor() -> dg.AutomationConditionSensorDefinition:

@@ -13,7 +13,7 @@ import assets.judges
 import assets.synthetic
 import assets.taxonomy
 from assets.intent import build_intent_assets
-from assets.prompts import build_prompt_versions
+from assets.prompts import build_prompt_assets
 from orchestration import automation, stages
 from orchestration.io_manager import ParquetIOManager
 from orchestration.llm_resource import LLMGatewayResource
@@ -79,29 +79,26 @@ def build_definitions(
 ) -> dg.Definitions:
     # Built from settings (the training partition), like the prompt versions.
     intent_assets, intent_checks = build_intent_assets(settings.intent_training_partition)
-    all_assets = automation.with_automation(
-        [
-            *dg.load_assets_from_modules(ASSET_MODULES),
-            build_prompt_versions(settings.prompts_dir),
-            *intent_assets,
-        ],
-        settings,
-    )
+    loaded = [
+        *dg.load_assets_from_modules(ASSET_MODULES),
+        *build_prompt_assets(settings.prompts_dir),
+        *intent_assets,
+    ]
+    sources = [a for a in loaded if a.is_observable]  # the input files, observed by content hash
+    all_assets = [*sources, *automation.with_automation([a for a in loaded if a not in sources], settings)]
     catalog_jobs, catalog_schedules = automation.catalog_jobs_and_schedules(settings)
-    golden_jobs, golden_sensors = automation.golden_refresh_job_and_sensor(settings)
     return dg.Definitions(
         assets=all_assets,
         asset_checks=[*dg.load_asset_checks_from_modules(ASSET_MODULES), *intent_checks],
         resources=build_resources(settings),
-        jobs=[*stages.stage_jobs(all_assets), *catalog_jobs, *golden_jobs],
+        jobs=[*stages.stage_jobs(all_assets), *catalog_jobs],
         schedules=[
             *catalog_schedules,
             automation.synthetic_refresh_schedule(settings),
             automation.nightly_evaluation_schedule(settings),
         ],
         sensors=[
-            automation.build_catalog_folder_sensor(settings),
-            *golden_sensors,
+            automation.build_source_observation_sensor(sources, settings.schedules.sensor_interval_s),
             registry_sensor,
             automation.automation_sensor(),
         ],

@@ -1,11 +1,12 @@
 """The main job as stages: Dagster runs one partitions definition per job, so the graph is cut
 where partitioned assets sit, and `setlist run` executes the stages in order.
 
-    foundation   catalog, taxonomy, golden sets, prompt versions, judge calibration (unpartitioned)
+    foundation   observes the source files; catalog, taxonomy, golden sets, prompt versions, judge calibration
     synthetic    synthetic conversations, one run per generator partition
     training     what learns from synthetic data: training set, intent model
     candidates   assistant runs and their evaluation, one run per candidate partition
-    comparison   what compares candidates: the gate, the report, preference pairs
+    comparison   what follows the candidates: the gate, the report, and what the champion serves
+                 (interaction logs, preference pairs, the online experiment)
 """
 
 from dataclasses import dataclass
@@ -47,7 +48,8 @@ def _partitions_def(assets: list[dg.AssetsDefinition], name: str) -> dg.Partitio
 def plan_stages(assets: list[dg.AssetsDefinition]) -> list[Stage]:
     synthetic = _partitioned_by(assets, "synthetic_generator")
     candidates = _partitioned_by(assets, "candidates")
-    everything = dg.AssetSelection.all()
+    sources = dg.AssetSelection.assets(*(k for a in assets if a.is_observable for k in a.keys))
+    everything = dg.AssetSelection.all() | sources  # the foundation observes the source files first
     partitioned = synthetic | candidates
     after_synthetic = synthetic.downstream() - partitioned
     after_candidates = candidates.downstream() - partitioned

@@ -1,7 +1,7 @@
 """Two candidates through the stages in-process: MLflow runs per golden set, one gate decision, the report.
 
 The candidates share the intent model and differ in the retriever preset (hybrid vs BM25 only), both offline.
-The graph is materialized once per module; the last test reruns the candidate and comparison stages.
+The graph is materialized once per module; the last test reruns the foundation, candidate and comparison stages.
 """
 
 import os
@@ -15,7 +15,8 @@ import pytest
 from conftest import require_shared
 from mlflow import MlflowClient
 
-from models.eval.tracking import ASSISTANT_MODEL, EXPERIMENTS
+from models.eval.evaluate import TIMING_COLUMNS
+from models.eval.tracking import ASSISTANT_MODEL, EXPERIMENTS, PER_ITEM_TABLE
 from models.registry import CHAMPION
 from orchestration.definitions import build_definitions
 from orchestration.local_state import prepare_home
@@ -95,7 +96,7 @@ def test_each_candidate_gets_one_run_per_golden_set_and_one_assistant_version(ho
     assert {"golden_curated_version", "golden_cpcd_version", "parser"} <= run.data.params.keys()
     assert "judge_calibration.curated_rating.kappa" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"results.parquet", "candidate.json", "intent_confusion.png"} <= artifacts
+    assert {PER_ITEM_TABLE, "results.parquet", "candidate.json", "intent_confusion.png"} <= artifacts
     versions = client.search_model_versions(f"name = '{ASSISTANT_MODEL}'")
     assert sorted(v.tags["candidate"] for v in versions) == sorted([CHAMPION_KEY, CHALLENGER_KEY])
     assert all(v.source.endswith("/candidate.json") for v in versions)
@@ -145,17 +146,39 @@ def test_report_is_self_contained(home: Home) -> None:
     path = home.settings.home_dir / "reports" / "eval_report.html"
     assert meta["path"] == str(path)
     html = path.read_text()
-    assert html.count("data:image/png;base64,") >= 5  # CIs, hit by turn, two confusions, calibration
+    assert (
+        html.count("data:image/png;base64,") >= 6
+    )  # primary CI, CIs, hit by turn, two confusions, calibration
     assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert "<strong>Decision:" in html and "**Decision" not in html  # the gate's Markdown is rendered
+    assert html.count('<tr class="') >= 159 and 'id="only-failures"' in html  # the per-turn matrix
+    assert meta["turn_success_ci"].startswith("![turn_success per candidate, 95% CI](data:image/png;base64,")
+    assert Path(meta["turn_success_ci_png"]).read_bytes().startswith(b"\x89PNG")
 
 
-def test_rerunning_unchanged_evaluations_adds_no_mlflow_runs(home: Home) -> None:
+def test_rerunning_the_graph_adds_no_mlflow_runs_and_rewrites_identical_tables(home: Home) -> None:
     client = home.client()
-    before = {name: _runs(client, name) for name in EXPERIMENTS.values()}
+    experiments = [e.name for e in client.search_experiments()]
+    before = {name: _runs(client, name) for name in experiments}
     versions = len(client.search_model_versions(f"name = '{ASSISTANT_MODEL}'"))
+    assets_dir = home.settings.assets_dir
+    tables = {p.relative_to(assets_dir): pl.read_parquet(p) for p in sorted(assets_dir.rglob("*.parquet"))}
+    (logs,) = home.metadata("comparison", "interaction_logs")
+    champion = home.client().get_model_version_by_alias(ASSISTANT_MODEL, CHAMPION).tags["candidate"]
+    assert logs["served_by"] == champion  # read after the gate: the same champion serves every rerun
 
-    for stage in ("candidates", "comparison"):  # the assistant replays again: only its timings change
+    for stage in (
+        "foundation",
+        "candidates",
+        "comparison",
+    ):  # the assistant replays again: only its timings change
         assert all(r.success for r in home.run_stage(stage))
 
-    assert {name: _runs(client, name) for name in EXPERIMENTS.values()} == before
+    assert {"judge-calibration", "online-ab", "eval-report", *EXPERIMENTS.values()} <= set(experiments)
+    assert {name: _runs(client, name) for name in experiments} == before
     assert len(client.search_model_versions(f"name = '{ASSISTANT_MODEL}'")) == versions
+    # Measured timings differ on every replay: latency columns, and the latencies the gate's evidence quotes.
+    measured = [*TIMING_COLUMNS, "evidence"]
+    for path, table in tables.items():
+        rewritten = pl.read_parquet(assets_dir / path)
+        assert rewritten.drop(measured, strict=False).equals(table.drop(measured, strict=False)), path

@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 
 from models.assistant.replay import RUN_SCHEMA
-from models.eval.evaluate import behaviour_met, evaluate_curated, gate_on_golden_sets, table_hash
+from models.eval.evaluate import behaviour_met, evaluate_curated, gate_on_golden_sets
+from models.eval.tracking import table_hash
 from models.golden.curated import GOLDEN_TURN_SCHEMA, Behaviour
 from models.taxonomy import Node, Taxonomy
 

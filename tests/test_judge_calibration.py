@@ -209,4 +209,16 @@ def test_judge_calibration_materializes_offline_with_a_warning_check(settings, m
     artifacts = {
         a.path for d in ("confusion", "items") for a in client.list_artifacts(lexical.info.run_id, d)
     }
-    assert artifacts == {"confusion/cpcd_relevance.json", "items/cpcd_relevance.csv"}
+    assert artifacts == {"confusion/cpcd_relevance.json", "items/cpcd_relevance.json"}  # items via log_table
+
+    # A rerun with the same inputs gives the same table and reuses the runs (fingerprint): none is added.
+    rerun = dg.materialize(
+        [*dg.load_assets_from_modules(modules)],
+        selection=["judge_calibration"],
+        resources=build_resources(settings),
+        instance=dg.DagsterInstance.get(),
+    )
+    assert rerun.output_for_node("judge_calibration").equals(table)
+    assert sorted(r.info.run_id for r in client.search_runs([experiment.experiment_id])) == sorted(
+        r.info.run_id for r in runs
+    )

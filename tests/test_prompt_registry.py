@@ -1,4 +1,4 @@
-"""Prompt files -> MLflow prompt registry: versions only on change, hash tags, aliases, stale dependents."""
+"""Prompt files -> MLflow prompt registry: versions only on change, hash tags, aliases, observed versions."""
 
 import dagster as dg
 import pytest
@@ -39,30 +39,35 @@ def _materialize(settings) -> dg.ExecuteInProcessResult:
     )
 
 
-def _recorded_code_version(key: str) -> str:
-    event = dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey(key))
-    return event.asset_materialization.tags["dagster/code_version"]
+def _observed_version(settings) -> str:
+    """What the prompt_files source asset observes now (its data version)."""
+    return build_definitions(settings).get_assets_def("prompt_files")().data_version.value
 
 
 def test_unchanged_prompts_register_once_and_a_change_makes_a_new_version(prompt_settings):
     client = MlflowClient(prompt_settings.mlflow_tracking_uri)
-    _materialize(prompt_settings)
-    _materialize(prompt_settings)
+    first = _materialize(prompt_settings)
+    second = _materialize(prompt_settings)
+    new_versions = [
+        e.step_materialization_data.materialization.metadata["new_versions"].value
+        for r in (first, second)
+        for e in r.get_asset_materialization_events()
+    ]
+    assert new_versions == [1, 0]
+    # Whether a run registered a version is metadata: the table itself is the same on a rerun.
+    assert first.output_for_node("prompt_versions").equals(second.output_for_node("prompt_versions"))
     versions = client.search_prompt_versions("parse_probe")
     assert len(versions) == 1
     spec = load_prompt("parse_probe", prompt_settings.prompts_dir)
     assert versions[0].tags[CONTENT_HASH_TAG] == spec.content_hash
     assert prompt_alias_version(client, "parse_probe", CHAMPION) == 1
 
-    first_code_version = _recorded_code_version("prompt_versions")
+    before = _observed_version(prompt_settings)
+    assert _observed_version(prompt_settings) == before
     path = prompt_settings.prompts_dir / "parse_probe.yaml"
     path.write_text(PROMPT.replace("temperature: 0.0", "temperature: 0.1"))
-    changed_defs = build_definitions(prompt_settings)
-    # The code version follows the files, so Dagster shows the asset (and its dependents) as stale.
-    assert (
-        changed_defs.get_assets_def("prompt_versions").code_versions_by_key[dg.AssetKey("prompt_versions")]
-        != first_code_version
-    )
+    # The source asset's data version follows the files' content: automation sees the edit without a reload.
+    assert _observed_version(prompt_settings) != before
 
     _materialize(prompt_settings)
     assert len(client.search_prompt_versions("parse_probe")) == 2

@@ -15,6 +15,7 @@ from upath import UPath
 from checks.quarantine_rules import CatalogSourceError, StagedRows, apply_row_rules, split_rows
 from models.catalog import cpcd, mtg_jamendo, tabular
 from models.catalog.schema import CATALOG_SCHEMA
+from models.file_versions import file_version
 
 __all__ = ["BUNDLED_SAMPLE", "CatalogRead", "CatalogSourceError", "CatalogSourceSpec", "read_catalog"]
 
@@ -90,7 +91,11 @@ def read_bytes(location: str) -> bytes:
         return gzip.decompress(data) if location.rsplit("?", 1)[0].endswith(".gz") else data
     except FileNotFoundError as exc:
         raise CatalogSourceError(location, "file_missing", "no such file") from exc
-    except (OSError, ValueError, EOFError) as exc:  # fsspec/aiohttp report HTTP and permission failures as these
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+    ) as exc:  # fsspec/aiohttp report HTTP and permission failures as these
         raise CatalogSourceError(location, "unreadable", f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -117,6 +122,17 @@ def newest_file(location: str) -> str:
     if not files:
         raise CatalogSourceError(location, "file_missing", "the catalog folder holds no file")
     return str(files[-1])
+
+
+def location_version(location: str) -> tuple[str, str]:
+    """The file a location stands for now and its content version (`models.file_versions`)."""
+    path = newest_file(location)
+    try:
+        return path, file_version(path)
+    except FileNotFoundError as exc:
+        raise CatalogSourceError(path, "file_missing", "no such file") from exc
+    except (OSError, ValueError) as exc:
+        raise CatalogSourceError(path, "unreadable", f"{type(exc).__name__}: {exc}") from exc
 
 
 def read_catalog(spec: CatalogSourceSpec) -> CatalogRead:

@@ -15,12 +15,15 @@ import hashlib
 import json
 import math
 import random
+import time
 from collections.abc import Callable, Hashable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import polars as pl
 from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 
 from models.eval.judges import (
     Judge,
@@ -37,6 +40,7 @@ from models.eval.judges import (
     acceptable_from_rating,
 )
 from models.eval.stats import Agreement, judge_agreement
+from models.eval.tracking import EvalRun, fingerprint, log_per_item_table, log_run_once, table_hash
 from models.golden.cpcd import cpcd_evaluation_turns
 from models.golden.curated import RATING_SCALE, ShownTrack
 from models.llm import BatchStats, LLMGateway
@@ -233,7 +237,12 @@ def cpcd_relevance_task(
             for _, group in rated.sort(key).group_by("relevant", maintain_order=True)
         ]
     ).sort(key)
-    tracks = sample.join(corpus.select("track_id", "title", "artists", "album"), on="track_id", how="inner")
+    tracks = sample.join(
+        corpus.select("track_id", "title", "artists", "album"),
+        on="track_id",
+        how="inner",
+        maintain_order="left",
+    )
     items = [
         RelevanceItem(
             item_id=f"{r['conversation_id']}:{r['turn_index']}:{r['track_id']}",
@@ -346,12 +355,21 @@ def _hash(rows: Sequence[object]) -> str:
 # --- MLflow -----------------------------------------------------------------------------------
 
 
-def log_calibration(client: MlflowClient, experiment_id: str, calibration: JudgeCalibration) -> str:
-    """One run per judge version: params, kappa/accuracy per label set, confusion and per-item artifacts."""
-    run = client.create_run(
-        experiment_id, run_name=calibration.judge_version, tags={"setlist.judge": calibration.judge}
+def log_calibration(
+    client: MlflowClient, experiment_id: str, calibration: JudgeCalibration, lock: AbstractContextManager
+) -> EvalRun:
+    """One run per judge version: params, kappa/accuracy per label set, confusion and per-item tables.
+
+    Fingerprinted by the judge, its prompt, the items and every verdict: a rerun with the same outcome
+    reuses the run."""
+    names = sorted(calibration.items)
+    run_fingerprint = fingerprint(
+        EXPERIMENT,
+        calibration.judge_version,
+        calibration.prompt_hash or "",
+        calibration.dataset_hash,
+        *(f"{name}:{table_hash(calibration.items[name])}" for name in names),
     )
-    run_id = run.info.run_id
     params = {
         "judge": calibration.judge,
         "judge_version": calibration.judge_version,
@@ -359,20 +377,33 @@ def log_calibration(client: MlflowClient, experiment_id: str, calibration: Judge
         "dataset_hash": calibration.dataset_hash,
         "label_sets": ",".join(calibration.agreements),
     }
-    for key, value in params.items():
-        client.log_param(run_id, key, value)
     metrics = {"failures": float(calibration.failures)}
     if calibration.position_consistency is not None:
         metrics["position_consistency"] = calibration.position_consistency
-    for name, agreement in calibration.agreements.items():
+    for agreement_name, agreement in calibration.agreements.items():
         if agreement is not None:
-            metrics |= agreement.to_metrics(prefix=name)
-        client.log_text(run_id, confusion_json(agreement), f"confusion/{name}.json")
-        client.log_text(run_id, calibration.items[name].write_csv(), f"items/{name}.csv")
-    for key, value in metrics.items():
-        client.log_metric(run_id, key, value)
-    client.set_terminated(run_id)
-    return run_id
+            metrics |= agreement.to_metrics(prefix=agreement_name)
+
+    def log(run_id: str) -> None:
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            params=[Param(k, v) for k, v in params.items()],
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        )
+        for name in names:
+            client.log_text(run_id, confusion_json(calibration.agreements[name]), f"confusion/{name}.json")
+            log_per_item_table(client, run_id, calibration.items[name], f"items/{name}.json")
+
+    return log_run_once(
+        client,
+        experiment_id,
+        run_name=calibration.judge_version,
+        fingerprint=run_fingerprint,
+        lock=lock,
+        log=log,
+        tags={"setlist.judge": calibration.judge},
+    )
 
 
 # --- running every judge ---------------------------------------------------------------------

@@ -16,7 +16,6 @@ correct label with wrong tracks is; intent F1 is reported beside it. Every curat
 candidate cannot win by asking or declining more.
 """
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,16 +69,6 @@ TIMING_COLUMNS = ("latency_ms", "tool_calls")
 class Evaluation:
     results: pl.DataFrame  # per item, with golden_set, candidate and golden_version columns
     metrics: dict[str, float]
-
-
-def table_hash(frame: pl.DataFrame, exclude: Sequence[str] = ()) -> str:
-    """A content hash of a table (row order included), for fingerprints."""
-    data = frame.drop(*exclude, strict=False).write_ndjson()
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
-
-
-def fingerprint(*parts: str) -> str:
-    return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()[:16]
 
 
 # --- golden_curated -----------------------------------------------------------------------------

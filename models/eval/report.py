@@ -1,9 +1,15 @@
-"""The evaluation report: one static HTML file, plots embedded as base64 PNGs, nothing fetched from a network."""
+"""The evaluation report: one static HTML file, plots embedded as base64 PNGs, nothing fetched from a network.
+
+Besides the aggregate plots it holds a per-turn matrix of the champion against each challenger (like
+promptfoo's compare view): every curated turn with each candidate's `turn_success`, filterable to the turns
+some candidate failed or the turns where candidates differ, with a CSS checkbox (no script).
+"""
 
 import base64
 import html
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -11,16 +17,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+from markdown_it import MarkdownIt  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
-from models.eval.evaluate import ci_table  # noqa: E402
+from models.eval.evaluate import CURATED, PRIMARY, ci_table  # noqa: E402
 from models.labels import Intent  # noqa: E402
 
 HEADLINE_COLUMNS = {
     "golden_curated": ("turn_success", "intent_correct", "slot_f1", "constraint_sat", "groundedness", "safe"),
     "golden_cpcd": ("hit_at_1", "hit_at_10", "recall_at_10", "mrr_at_10", "ndcg_at_10", "hit_at_20"),
 }
+REPORT_VERSION = (
+    "report-v2"  # part of the report run's fingerprint: bump it when the report's content changes
+)
 _MAX_TURN = 8  # CPCD conversations thin out after this many turns; later turns are pooled
+# The gate writes its evidence as Markdown (tables included); raw HTML in it is escaped, not rendered.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 def png(fig: plt.Figure) -> bytes:
@@ -50,6 +62,25 @@ def metrics_ci_figure(cis: pl.DataFrame) -> bytes:
         ax.set_ylim(-0.5, rows.height - 0.5)
     for ax in np.atleast_1d(axes)[1:]:
         ax.tick_params(labelleft=False)
+    return png(fig)
+
+
+def primary_ci_figure(cis: pl.DataFrame, champion: str | None) -> bytes:
+    """The gate's primary metric per candidate with its 95% conversation-bootstrap interval, champion first."""
+    rows = cis.filter((pl.col("golden_set") == CURATED) & (pl.col("metric") == PRIMARY))
+    rows = rows.sort(pl.col("candidate") != (champion or ""), "candidate")
+    y = np.arange(rows.height)
+    est = rows["estimate"].to_numpy()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * rows.height + 1.2))
+    for i, (candidate, low, high) in enumerate(rows.select("candidate", "low", "high").iter_rows()):
+        color = "tab:orange" if candidate == champion else "tab:blue"
+        ax.errorbar(est[i], y[i], xerr=[[est[i] - low], [high - est[i]]], fmt="o", color=color, capsize=4)
+    labels = [f"{c} (champion)" if c == champion else c for c in rows["candidate"]]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_ylim(rows.height - 0.5, -0.5)  # the champion on top
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"{PRIMARY} on {CURATED} (mean, 95% CI)")
+    ax.grid(axis="x", alpha=0.3)
     return png(fig)
 
 
@@ -136,6 +167,92 @@ def _image(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
+def turn_matrix(evaluations: Mapping[str, pl.DataFrame], champion: str | None) -> pl.DataFrame:
+    """One row per curated turn, one `turn_success` column per candidate (the champion's first)."""
+    keys = ["conversation_id", "turn_index"]
+    order = sorted(evaluations, key=lambda k: (k != champion, k))
+    frames = [
+        evaluations[k].filter(pl.col("golden_set") == CURATED).select(*keys, pl.col(PRIMARY).alias(k))
+        for k in order
+    ]
+    first = evaluations[order[0]].filter(pl.col("golden_set") == CURATED)
+    matrix = first.select(*keys, "text", "expected_behaviour")
+    for frame in frames:
+        matrix = matrix.join(frame, on=keys, how="left", maintain_order="left")
+    return matrix.sort(keys)
+
+
+def _outcome(value: float | None) -> tuple[str, str]:
+    """CSS class and cell text of one turn's primary value."""
+    if value is None:
+        return "missing", "–"
+    if value >= 1.0:
+        return "pass", f"✓ {value:.2f}"
+    return ("fail", f"✗ {value:.2f}") if value <= 0.0 else ("partial", f"~ {value:.2f}")
+
+
+def _responses(results: pl.DataFrame) -> dict[tuple[str, int], str]:
+    """What a candidate answered on each curated turn (predicted intent and response), for cell tooltips."""
+    curated = results.filter(pl.col("golden_set") == CURATED)
+    columns = curated.select("conversation_id", "turn_index", "pred_intent", "response")
+    return {(c, t): f"{intent}: {response or ''}"[:300] for c, t, intent, response in columns.iter_rows()}
+
+
+def _matrix_html(evaluations: Mapping[str, pl.DataFrame], champion: str | None) -> str:
+    matrix = turn_matrix(evaluations, champion)
+    candidates = matrix.columns[4:]
+    responses = {k: _responses(evaluations[k]) for k in candidates}
+    rows = []
+    for row in matrix.iter_rows(named=True):
+        values = [row[c] for c in candidates]
+        key = (row["conversation_id"], row["turn_index"])
+        passed = "all-pass" if all(v is not None and v >= 1.0 for v in values) else "some-fail"
+        agree = "same" if len(set(values)) == 1 else "differs"
+        cells = "".join(
+            f'<td class="{_outcome(row[c])[0]}" title="{html.escape(responses[c].get(key, ""))}">'
+            f"{_outcome(row[c])[1]}</td>"
+            for c in candidates
+        )
+        rows.append(
+            f'<tr class="{passed} {agree}"><td>{html.escape(row["conversation_id"])}</td>'
+            f"<td>{row['turn_index']}</td><td>{html.escape(row['text'])}</td>"
+            f"<td>{html.escape(row['expected_behaviour'])}</td>{cells}</tr>"
+        )
+    head = "".join(f"<th>{html.escape(c)}{' (champion)' if c == champion else ''}</th>" for c in candidates)
+    return (
+        _matrix_summary(matrix, candidates, champion)
+        + '<input type="checkbox" id="only-failures"><label for="only-failures">failures only</label> '
+        '<input type="checkbox" id="only-differences"><label for="only-differences">differences only</label>'
+        '<table class="matrix"><thead><tr><th>conversation</th><th>turn</th><th>request</th><th>expected</th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _matrix_summary(matrix: pl.DataFrame, candidates: Sequence[str], champion: str | None) -> str:
+    """Passes per candidate and, for each challenger, the turns it does better and worse than the champion."""
+    items = []
+    for c in candidates:
+        item = f"<code>{html.escape(c)}</code>: {int((matrix[c] >= 1.0).sum())} of {matrix.height} turns pass"
+        if champion in candidates and c != champion:
+            better, worse = (
+                int((matrix[c] > matrix[champion]).sum()),
+                int((matrix[c] < matrix[champion]).sum()),
+            )
+            item += f"; better than the champion on {better}, worse on {worse}"
+        items.append(f"<li>{item}</li>")
+    legend = (
+        f"<p>{PRIMARY} per curated turn: ✓ 1 (the whole slate fits, or the expected behaviour), ~ part of the "
+        "slate fits, ✗ 0. Hover a cell for the predicted intent and the response.</p>"
+    )
+    return f"{legend}<ul>{''.join(items)}</ul>"
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    html: str
+    primary_ci_png: bytes  # also shown in the Dagster UI
+
+
 def eval_report_html(
     evaluations: Mapping[str, pl.DataFrame],
     baseline: pl.DataFrame,
@@ -143,7 +260,7 @@ def eval_report_html(
     gate_markdown: str,
     champion: str | None,
     kappa_floor: float,
-) -> str:
+) -> EvalReport:
     """The whole report; `evaluations` maps candidate key -> its per-item results (both golden sets)."""
     cpcd = {"bm25-baseline": baseline} | {
         key: frame.filter(pl.col("golden_set") == "golden_cpcd") for key, frame in evaluations.items()
@@ -156,16 +273,17 @@ def eval_report_html(
         for key, frame in evaluations.items()
         for part in [frame.filter(pl.col("golden_set") == "golden_curated")]
     )
+    cis = ci_table(evaluations)
+    primary = primary_ci_figure(cis, champion)
     sections = [
         (
             "Champion gate",
-            f"<p>Champion: <code>{html.escape(champion or 'none')}</code></p><pre>{html.escape(gate_markdown)}</pre>",
+            f"<p>Champion: <code>{html.escape(champion or 'none')}</code></p>{_MARKDOWN.render(gate_markdown)}",
         ),
+        (f"{PRIMARY} per candidate (95% CI, conversation bootstrap)", _image(primary, f"{PRIMARY} with CIs")),
+        ("Per turn: champion and challengers", _matrix_html(evaluations, champion)),
         ("Headline metrics (per-item means)", _table(summary_table(evaluations))),
-        (
-            "Metrics with 95% CIs (conversation bootstrap)",
-            _image(metrics_ci_figure(ci_table(evaluations)), "metrics with CIs"),
-        ),
+        ("Metrics with 95% CIs (conversation bootstrap)", _image(metrics_ci_figure(cis), "metrics with CIs")),
         ("CPCD hit@10 by turn index", _image(hit_by_turn_figure(cpcd), "hit@10 by turn")),
         ("Intent confusion (golden_curated)", confusions),
         (
@@ -182,8 +300,13 @@ def eval_report_html(
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}img{max-width:100%;margin:4px}"
+        "td.pass{background:#e3f4e3}td.partial{background:#fdf3d8}td.fail{background:#f9dede}"
+        "table.matrix td:nth-child(n+5){text-align:center;white-space:nowrap}"
+        "#only-failures:checked~table.matrix tr.all-pass{display:none}"
+        "#only-differences:checked~table.matrix tr.same{display:none}"
     )
-    return (
+    page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Setlist evaluation report</title>"
         f"<style>{style}</style></head><body><h1>Setlist evaluation report</h1>{body}</body></html>"
     )
+    return EvalReport(page, primary)

@@ -1,18 +1,24 @@
 """An evaluation in MLflow: one run per candidate per golden set, and the `setlist-assistant` registry.
 
-Runs carry a fingerprint tag (candidate, evaluated inputs, golden and judge versions); logging an evaluation
-whose fingerprint has a finished run reuses that run, so rerunning an unchanged evaluation adds nothing.
+Every run Setlist logs carries a fingerprint tag (what was evaluated and what came out); `log_run_once`
+reuses a finished run with the same fingerprint, so an unchanged rerun adds nothing. The lookup and the
+run's creation happen under the caller's lock (`MLflowTracking.registry_lock`), so two concurrent runs of
+one evaluation log it once.
 
 Why not `mlflow.genai.evaluate` with code scorers: it writes one trace per item, and against the SQLite
 backend it measured 0.5-9 items/s and lost scores to connection-pool timeouts. The per-item results are
 already computed by plain functions (`models.eval.evaluate`), so a run logs aggregated metrics in one batch
-and the per-item table as a Parquet artifact, which the MLflow UI compares across runs just as well.
+and the per-item table with `log_table` (the MLflow UI shows it and compares it across runs), plus the same
+table as Parquet for code that reads it back.
 """
 
+import hashlib
 import io
 import json
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +34,20 @@ ASSISTANT_MODEL = "setlist-assistant"
 EXPERIMENTS = {"golden_curated": "eval-golden_curated", "golden_cpcd": "eval-golden_cpcd"}
 FINGERPRINT_TAG = "setlist.fingerprint"
 CANDIDATE_ARTIFACT = "candidate.json"
+PER_ITEM_TABLE = (
+    "per_item.json"  # the `log_table` artifact the MLflow UI shows (Artifacts and Evaluation tabs)
+)
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+def table_hash(frame: pl.DataFrame, exclude: Sequence[str] = ()) -> str:
+    """A content hash of a table (row order included), for fingerprints."""
+    data = frame.drop(*exclude, strict=False).write_ndjson()
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
+
+
+def fingerprint(*parts: str) -> str:
+    return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -47,39 +66,76 @@ def find_run(client: MlflowClient, experiment_id: str, fingerprint: str) -> str 
     return runs[0].info.run_id if runs else None
 
 
+def log_run_once(
+    client: MlflowClient,
+    experiment_id: str,
+    *,
+    run_name: str,
+    fingerprint: str,
+    lock: AbstractContextManager,
+    log: Callable[[str], None],
+    tags: dict[str, str] | None = None,
+) -> EvalRun:
+    """The finished run with this fingerprint, or a new one filled by `log(run_id)`.
+
+    Lookup, creation and logging all happen under `lock`: a concurrent caller waits and then finds the
+    finished run. A run whose logging fails is marked FAILED and is never reused.
+    """
+    with lock:
+        if existing := find_run(client, experiment_id, fingerprint):
+            return EvalRun(existing, experiment_id, created=False)
+        run_id = client.create_run(
+            experiment_id, run_name=run_name, tags={FINGERPRINT_TAG: fingerprint, **(tags or {})}
+        ).info.run_id
+        try:
+            log(run_id)
+        except BaseException:
+            client.set_terminated(run_id, "FAILED")
+            raise
+        client.set_terminated(run_id)
+    return EvalRun(run_id, experiment_id, created=True)
+
+
+def log_per_item_table(client: MlflowClient, run_id: str, table: pl.DataFrame, artifact_file: str) -> None:
+    """A per-item table the MLflow UI can show (`log_table` writes it as JSON and registers it)."""
+    client.log_table(run_id, data=table.to_pandas(), artifact_file=artifact_file)
+
+
 def log_evaluation(
     client: MlflowClient,
     experiment_id: str,
     *,
     run_name: str,
     fingerprint: str,
+    lock: AbstractContextManager,
     params: dict[str, str],
     metrics: dict[str, float],
     results: pl.DataFrame,
     artifacts: dict[str, bytes | str] | None = None,
     tags: dict[str, str] | None = None,
 ) -> EvalRun:
-    """Params, metrics, `results.parquet` and any other artifacts (name -> content) in one run."""
-    if existing := find_run(client, experiment_id, fingerprint):
-        return EvalRun(existing, experiment_id, created=False)
-    run = client.create_run(
-        experiment_id, run_name=run_name, tags={FINGERPRINT_TAG: fingerprint, **(tags or {})}
+    """Params, metrics, the per-item table (`per_item.json` and `results.parquet`) and any other artifacts
+    (name -> content) in one run, logged once per fingerprint."""
+
+    def log(run_id: str) -> None:
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        entries = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
+        for start in range(0, len(entries), _BATCH):
+            client.log_batch(run_id, metrics=entries[start : start + _BATCH])
+        log_per_item_table(client, run_id, results, PER_ITEM_TABLE)
+        parquet = io.BytesIO()
+        results.write_parquet(parquet)
+        with tempfile.TemporaryDirectory() as folder:
+            for name, content in {"results.parquet": parquet.getvalue(), **(artifacts or {})}.items():
+                path = Path(folder) / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+            client.log_artifacts(run_id, folder)
+
+    return log_run_once(
+        client, experiment_id, run_name=run_name, fingerprint=fingerprint, lock=lock, log=log, tags=tags
     )
-    run_id, now = run.info.run_id, int(time.time() * 1000)
-    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
-    entries = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
-    for start in range(0, len(entries), _BATCH):
-        client.log_batch(run_id, metrics=entries[start : start + _BATCH])
-    parquet = io.BytesIO()
-    results.write_parquet(parquet)
-    with tempfile.TemporaryDirectory() as folder:
-        for name, content in {"results.parquet": parquet.getvalue(), **(artifacts or {})}.items():
-            path = Path(folder) / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-        client.log_artifacts(run_id, folder)
-    client.set_terminated(run_id)
-    return EvalRun(run_id, experiment_id, created=True)
 
 
 def candidate_artifact(candidate: Candidate) -> str:

@@ -16,6 +16,7 @@ across the metrics.
 import hashlib
 import json
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from mlflow.exceptions import MlflowException
 from scipy import stats
 
 from models.candidates import Candidate
-from models.eval.tracking import ASSISTANT_MODEL
+from models.eval.tracking import ASSISTANT_MODEL, fingerprint, log_per_item_table, log_run_once, table_hash
 from models.eval.tracking import EXPERIMENTS as OFFLINE_EXPERIMENTS
 from models.feedback.experiment import (
     ExperimentResult,
@@ -220,7 +221,7 @@ def sequential_looks(
 def session_table(events: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
     """Simulator sessions with their online proxies from the log (a session with no event shows zeros)."""
     online = session_metrics(events).drop("user_id", "variant", "turns")
-    return sessions.join(online, on="session_id", how="left").with_columns(
+    return sessions.join(online, on="session_id", how="left", maintain_order="left").with_columns(
         pl.col(c).fill_null(0) for c in online.columns if c != "session_id"
     )
 
@@ -232,7 +233,10 @@ def analyze(table: pl.DataFrame, control: str, treatment: str) -> dict[str, Expe
         .group_by("user_id")
         .agg(pl.col(m).mean().alias(f"pre_{m}") for m in METRICS)
     )
-    experiment = table.filter(pl.col("period") == "experiment").join(pre, on="user_id", how="left")
+    # Row order fixed: the per-listener sums, and so the logged figures, are then the same on every rerun.
+    experiment = table.filter(pl.col("period") == "experiment").join(
+        pre, on="user_id", how="left", maintain_order="left"
+    )
     return {
         metric: analyze_experiment_frame(
             experiment,
@@ -303,35 +307,48 @@ def log_online_experiment(
     params: dict[str, str],
     correlation: Correlation,
     offline_runs: dict[str, str],
+    lock: AbstractContextManager,
 ) -> str:
-    """One run: both candidate keys as params, every metric's raw and CUPED effect, links to offline runs."""
+    """One run: both candidate keys as params, every metric's raw and CUPED effect, links to offline runs.
+
+    Fingerprinted by the arms, the parameters and the simulated sessions: an unchanged rerun reuses it."""
     arm_of = {result.control: "control", result.treatment: "treatment"}
     tags = {
         f"setlist.offline_run.{arm_of[ref.split('/')[0]]}.{ref.split('/')[1]}": run_id
         for ref, run_id in offline_runs.items()
         if ref.split("/")[0] in arm_of
     }
-    run = client.create_run(experiment_id, run_name=f"{result.control} vs {result.treatment}", tags=tags)
-    run_id = run.info.run_id
-    for key, value in {
-        "control_candidate": result.control,
-        "treatment_candidate": result.treatment,
-        **params,
-    }.items():
-        client.log_param(run_id, key, value)
+    params = {"control_candidate": result.control, "treatment_candidate": result.treatment, **params}
+    summary = json.dumps({m: r.to_dict() for m, r in result.results.items()}, default=str, indent=2)
     metrics = correlation.to_metrics()
     for metric, analysis in result.results.items():
         metrics |= analysis.to_metrics(prefix=metric) | result.plan[metric].to_metrics(metric)
         metrics[f"{metric}.p_holm"] = result.p_holm[metric]
-    for key, value in metrics.items():
-        if np.isfinite(value):
-            client.log_metric(run_id, key, float(value))
-    client.log_text(
-        run_id,
-        json.dumps({m: r.to_dict() for m, r in result.results.items()}, default=str, indent=2),
-        "results.json",
+
+    def log(run_id: str) -> None:
+        for key, value in params.items():
+            client.log_param(run_id, key, value)
+        for key, value in metrics.items():
+            if np.isfinite(value):
+                client.log_metric(run_id, key, float(value))
+        client.log_text(run_id, summary, "results.json")
+        log_per_item_table(client, run_id, result.sessions, "sessions.json")
+        client.log_text(run_id, result.looks.write_csv(), "sequential_looks.csv")
+
+    run_fingerprint = fingerprint(
+        EXPERIMENT,
+        json.dumps(params, sort_keys=True),
+        json.dumps(tags, sort_keys=True),
+        summary,
+        table_hash(result.sessions),
+        table_hash(result.looks),
     )
-    client.log_text(run_id, result.sessions.write_csv(), "sessions.csv")
-    client.log_text(run_id, result.looks.write_csv(), "sequential_looks.csv")
-    client.set_terminated(run_id)
-    return run_id
+    return log_run_once(
+        client,
+        experiment_id,
+        run_name=f"{result.control} vs {result.treatment}",
+        fingerprint=run_fingerprint,
+        lock=lock,
+        log=log,
+        tags=tags,
+    ).run_id

@@ -332,7 +332,10 @@ def simulate(
             for x in finished
         ]
     return Simulation(
-        events=pl.DataFrame(events, schema=INTERACTION_SCHEMA).sort("timestamp", "session_id"),
+        # Stable: a like and a save of one play share a timestamp, and their order must not vary between runs.
+        events=pl.DataFrame(events, schema=INTERACTION_SCHEMA).sort(
+            "timestamp", "session_id", maintain_order=True
+        ),
         sessions=pl.DataFrame(sessions, schema=SESSION_SCHEMA).sort("session_id"),
     )
 
