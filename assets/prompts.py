@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from assets.ui_metadata import preview
-from models.prompts import load_prompt, prompt_names
+from models.prompts import prompt_files, prompt_names
 from models.registry import sync_prompt
 from orchestration.resources import MLflowTracking
 
@@ -24,7 +24,9 @@ PROMPT_VERSIONS_SCHEMA = pl.Schema(
 
 def prompts_fingerprint(prompts_dir: Path) -> str:
     """One hash over every prompt's content hash: the asset's code version follows the prompt files."""
-    hashes = sorted(load_prompt(name, prompts_dir).version for name in prompt_names(prompts_dir))
+    hashes = sorted(
+        spec.version for name in prompt_names(prompts_dir) for spec in prompt_files(name, prompts_dir)
+    )
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:12]
 
 
@@ -35,18 +37,20 @@ def build_prompt_versions(prompts_dir: Path) -> dg.AssetsDefinition:
         kinds={"mlflow"},
         code_version=prompts_fingerprint(prompts_dir),
         description=(
-            "Registers each prompt file of models/prompts in the MLflow prompt registry when its content "
-            "hash is new (tagged with the hash); a first version becomes `champion`, later ones `challenger`."
+            "Registers each prompt file of models/prompts (`<name>.yaml` and its variants `<name>.<v>.yaml`) in "
+            "the MLflow prompt registry when its content hash is new (tagged with the hash); a first version "
+            "becomes `champion`, later ones `challenger`."
         ),
     )
     def prompt_versions(mlflow: MLflowTracking) -> dg.Output[pl.DataFrame]:
         client = mlflow.client()
         rows = []
         with mlflow.registry_lock():
+            # The default file first: in a new registry it becomes version 1 (champion).
             for name in prompt_names(prompts_dir):
-                spec = load_prompt(name, prompts_dir)
-                synced = sync_prompt(client, spec, spec.schema())
-                rows.append({**synced.__dict__, "uri": synced.uri})
+                for spec in prompt_files(name, prompts_dir):
+                    synced = sync_prompt(client, spec, spec.schema())
+                    rows.append({**synced.__dict__, "uri": synced.uri})
         table = pl.DataFrame(rows, schema=PROMPT_VERSIONS_SCHEMA)
         return dg.Output(
             table,

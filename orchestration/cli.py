@@ -16,12 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from orchestration.cli_llm import app as llm_app
 from orchestration.local_state import prepare_home
 from orchestration.settings import REPO_ROOT, SettingsError, load_settings
 
 app = typer.Typer(help="Setlist: build and evaluate LLM-powered music discovery.", no_args_is_help=True)
 # Summary tables are wide; when output is piped rich would assume 80 columns.
 console = Console(width=max(120, shutil.get_terminal_size((140, 40)).columns))
+app.add_typer(llm_app, name="llm")
 
 
 def _settings():

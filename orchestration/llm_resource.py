@@ -28,6 +28,8 @@ class LLMGatewayResource(dg.ConfigurableResource):
         description="USD per 1M tokens by model: {'model': {'prompt': ..., 'completion': ...}}",
     )
     cache_path: str | None = ".setlist/llm_cache.sqlite"
+    synthetic_conversations: int = 20
+    judge_items: int = 100
 
     _gateway: LLMGateway | None = PrivateAttr(default=None)
 

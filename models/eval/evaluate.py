@@ -48,7 +48,7 @@ from models.golden.cpcd import BASELINE_KS, CpcdGolden, cpcd_evaluation_turns, r
 from models.golden.curated import Behaviour, ShownTrack
 from models.intent.slots import slot_pairs
 from models.labels import Constraint, Intent, Slots, TurnLabels
-from models.prompts import PLACEHOLDER, load_prompt
+from models.prompts import PLACEHOLDER, prompt_files
 from models.taxonomy import Taxonomy
 
 CURATED, CPCD = "golden_curated", "golden_cpcd"
@@ -133,7 +133,8 @@ def _prompt_guard() -> OutputGuard:
         [
             PLACEHOLDER.sub(" ", m["content"])
             for name in ASSISTANT_PROMPTS
-            for m in load_prompt(name).messages
+            for spec in prompt_files(name)  # every version a candidate may run
+            for m in spec.messages
             if m["role"] == "system"
         ]
     )

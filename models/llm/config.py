@@ -46,6 +46,13 @@ class GatewayConfig(BaseModel):
     )
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     cache_path: Path | None = Path(".setlist/llm_cache.sqlite")
+    # How much work LLM mode sends: a small model on a CPU answers about one short request a second.
+    synthetic_conversations: PositiveInt = Field(
+        default=20, description="conversations an LLM generator partition writes"
+    )
+    judge_items: PositiveInt = Field(
+        default=100, description="items per label set an LLM judge is calibrated on (a seeded sample)"
+    )
 
     def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = self.prices.get(model)

@@ -272,6 +272,7 @@ class LLMGateway:
             content=content,
             output=output,
             tool_calls=payload.get("tool_calls"),
+            logprobs=payload.get("logprobs"),
             cached=True,
             prompt_tokens=payload.get("prompt_tokens", 0),
             completion_tokens=payload.get("completion_tokens", 0),
@@ -314,9 +315,10 @@ class LLMGateway:
             started = time.perf_counter()
             try:
                 data = await run.post(body, estimated_tokens)
-            except openai.BadRequestError as exc:
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
                 if json_schema_mode:
-                    # The endpoint has no structured outputs: use JSON mode and validate ourselves.
+                    # The endpoint has no structured outputs (llama-cpp-python answers 422): use JSON mode
+                    # and validate ourselves.
                     self._json_object_models.add(prep.model)
                     log.info("%s rejected response_format json_schema; using JSON mode", prep.model)
                     continue
@@ -333,6 +335,7 @@ class LLMGateway:
             choice = data["choices"][0]
             message = choice["message"]
             content = message.get("content")
+            logprobs = (choice.get("logprobs") or {}).get("content")
             if message.get("refusal"):
                 return finish("refusal", self._scrub(str(message["refusal"])))
             if choice.get("finish_reason") == "length":
@@ -340,7 +343,7 @@ class LLMGateway:
             if message.get("tool_calls"):
                 return finish(content=content, tool_calls=message["tool_calls"])
             if request.output_schema is None:
-                return finish(content=content)
+                return finish(content=content, logprobs=logprobs)
             try:
                 output = request.output_schema.model_validate_json(content or "")
             except ValidationError as exc:
@@ -356,7 +359,7 @@ class LLMGateway:
                     },
                 ]
                 continue
-            return finish(content=content, output=output)
+            return finish(content=content, output=output, logprobs=logprobs)
 
     def _body(
         self, request: LLMRequest, prep: _Prepared, messages: list[dict[str, Any]], json_schema_mode: bool
@@ -377,7 +380,8 @@ class LLMGateway:
             else:
                 instruction = f"Answer with one JSON object that conforms to this JSON schema:\n{json.dumps(prep.schema)}"
                 body["messages"] = [{"role": "system", "content": instruction}, *messages]
-                body["response_format"] = {"type": "json_object"}
+                # Servers whose JSON mode takes a schema (llama.cpp) constrain decoding to it; others ignore it.
+                body["response_format"] = {"type": "json_object", "schema": prep.schema}
         return body
 
     @staticmethod
@@ -399,6 +403,7 @@ def _payload(result: LLMResult) -> dict[str, Any]:
     return {
         "content": result.content,
         "tool_calls": result.tool_calls,
+        "logprobs": result.logprobs,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
     }
