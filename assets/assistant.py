@@ -7,7 +7,7 @@ import polars as pl
 
 from assets.ui_metadata import preview
 from models.assistant.assistant import build_assistant
-from models.assistant.replay import replay, run_summary
+from models.assistant.replay import replay, run_summary, sample_conversations
 from models.assistant.retrieval import CatalogIndex
 from models.candidates import PARSER_PROMPT, STORY_PROMPT, Candidate, CandidateKeyError
 from models.llm import LLMUnavailable
@@ -84,12 +84,17 @@ def assistant_runs(
         )
     except LLMUnavailable as err:
         raise dg.Failure(str(err)) from err
-    runs = replay(assistant, golden_curated, candidate.key, lockstep=candidate.uses_llm)
+    turns = golden_curated
+    if candidate.uses_llm and llm.eval_conversations:
+        # A local model answers about one request a second: LLM candidates replay a seeded sample.
+        turns = sample_conversations(golden_curated, llm.eval_conversations)
+    runs = replay(assistant, turns, candidate.key, lockstep=candidate.uses_llm)
     summary = run_summary(runs)
     yield dg.Output(
         runs,
         metadata={
             "dagster/row_count": runs.height,
+            "conversations": runs["conversation_id"].n_unique(),
             **summary,
             **candidate.params(),
             "preview": preview(

@@ -180,7 +180,11 @@ def candidate_evaluation(
         "golden_curated_version": golden_curated["version"][0],
         "golden_cpcd_version": _data_version(context, "golden_cpcd"),
     }
-    curated = evaluate_curated(assistant_runs, golden_curated, catalog, tree)
+    # An LLM candidate may have replayed a sample of the conversations (SETLIST_LLM__EVAL_CONVERSATIONS).
+    replayed = golden_curated.filter(
+        pl.col("conversation_id").is_in(assistant_runs["conversation_id"].unique())
+    )
+    curated = evaluate_curated(assistant_runs, replayed, catalog, tree)
     cpcd = evaluate_cpcd(
         golden_cpcd, cpcd_corpus, candidate.retriever_config, candidate.key, versions["golden_cpcd_version"]
     )
@@ -235,6 +239,7 @@ def candidate_evaluation(
         table,
         metadata={
             "dagster/row_count": table.height,
+            "curated_conversations": f"{replayed['conversation_id'].n_unique()} of {golden_curated['conversation_id'].n_unique()}",
             PRIMARY: round(m[f"{PRIMARY}.mean"], 4),
             "intent_macro_f1": round(m["intent.macro_f1"], 4),
             "cpcd_hit_at_10_micro": round(r["retrieval.micro.hit_at_10"], 4),

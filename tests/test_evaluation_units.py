@@ -132,8 +132,11 @@ def test_gate_pairs_turns_and_refuses_mismatched_sets() -> None:
     base = evaluate_curated(_run(["t1"], ["Calm jazz."]), _golden(), CATALOG, TAXONOMY).results
     decision = gate_on_curated(base, base)
     assert decision.decision == "keep" and decision.delta.estimate == 0.0
-    with pytest.raises(ValueError, match="pair up"):
+    with pytest.raises(ValueError, match="pair with the champion's"):
         gate_on_curated(base, base.with_columns(turn_index=pl.lit(5)))
+    # A challenger that ran a sample of the champion's turns is paired on that sample.
+    sample = gate_on_curated(pl.concat([base, base.with_columns(conversation_id=pl.lit("other"))]), base)
+    assert sample.delta.estimate == 0.0
 
 
 def test_table_hash_ignores_excluded_timing_columns() -> None:

@@ -340,12 +340,16 @@ COST_RELATIVE_MARGIN = 0.10
 
 
 def gate_on_curated(champion: pl.DataFrame, challenger: pl.DataFrame, seed: int = 0) -> GateDecision:
-    """`champion_gate` on the primary metric per curated turn, paired by turn and clustered by conversation."""
+    """`champion_gate` on the primary metric per curated turn, paired by turn and clustered by conversation.
+
+    The pairs are the challenger's turns: an LLM candidate may have replayed a sample of the conversations
+    (SETLIST_LLM__EVAL_CONVERSATIONS), and the champion must have run every one of them."""
     key = ["conversation_id", "turn_index"]
     paired = champion.join(challenger, on=key, how="inner", suffix="_challenger").sort(key)
-    if paired.height != champion.height:
+    if paired.height != challenger.height:
         raise ValueError(
-            f"only {paired.height} of {champion.height} curated turns pair up; were both run on one golden version?"
+            f"only {paired.height} of the challenger's {challenger.height} curated turns pair with the "
+            "champion's; were both run on one golden version?"
         )
 
     def pair(column: str) -> tuple[np.ndarray, np.ndarray]:

@@ -53,6 +53,11 @@ class GatewayConfig(BaseModel):
     judge_items: PositiveInt = Field(
         default=100, description="items per label set an LLM judge is calibrated on (a seeded sample)"
     )
+    eval_conversations: PositiveInt | None = Field(
+        default=12,
+        description="curated conversations an LLM candidate replays (a seeded sample; None: all); "
+        "the gate pairs it with the champion on those turns",
+    )
 
     def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = self.prices.get(model)
