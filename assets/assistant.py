@@ -88,13 +88,15 @@ def assistant_runs(
     if candidate.uses_llm and llm.eval_conversations:
         # A local model answers about one request a second: LLM candidates replay a seeded sample.
         turns = sample_conversations(golden_curated, llm.eval_conversations)
+    before = gateway.totals.copy() if gateway else None
     runs = replay(assistant, turns, candidate.key, lockstep=candidate.uses_llm)
     summary = run_summary(runs)
+    if gateway is not None and before is not None:  # this replay's LLM usage: calls, tokens, wall time
+        summary |= {f"llm_{k}": round(v, 3) for k, v in (gateway.totals - before).items()}
     yield dg.Output(
         runs,
         metadata={
             "dagster/row_count": runs.height,
-            "conversations": runs["conversation_id"].n_unique(),
             **summary,
             **candidate.params(),
             "preview": preview(

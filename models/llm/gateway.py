@@ -11,6 +11,7 @@ import logging
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -139,6 +140,9 @@ class LLMGateway:
             ResponseCache(self.config.cache_path) if self.available and self.config.cache_path else None
         )
         self._json_object_models: set[str] = set()  # endpoints that rejected json_schema
+        # Running totals over every batch (requests, api_calls, tokens, wall_s): a caller that makes
+        # several batches (an assistant replay) reads its usage as the difference.
+        self.totals: Counter[str] = Counter()
 
     @property
     def available(self) -> bool:
@@ -225,6 +229,14 @@ class LLMGateway:
             http_requests=run.http_requests,
             cost_usd=cost,
             wall_s=time.perf_counter() - started,
+        )
+        self.totals.update(
+            requests=stats.requests,
+            api_calls=stats.api_calls,
+            prompt_tokens=stats.prompt_tokens,
+            completion_tokens=stats.completion_tokens,
+            failed=stats.failed,
+            wall_s=stats.wall_s,
         )
         log.info(
             "LLM batch: %d requests, %d cached, %d failed %s, $%.4f",
