@@ -60,6 +60,8 @@ def gateway_exports(base_url: str, model: str) -> dict[str, str]:
         "SETLIST_LLM__MODEL": model,
         "SETLIST_LLM__MAX_CONCURRENCY": str(SERVER_SLOTS),  # the server's slots: more would only queue
         "SETLIST_LLM__TIMEOUT_S": str(REQUEST_TIMEOUT_S),
+        # The server answers response_format json_schema with a 500; JSON mode with the schema is a grammar.
+        "SETLIST_LLM__STRUCTURED_OUTPUT": "json_object",
     }
 
 

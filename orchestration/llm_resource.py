@@ -23,6 +23,7 @@ class LLMGatewayResource(dg.ConfigurableResource):
     tokens_per_minute: int | None = None
     max_retries: int = 4
     max_validation_retries: int = 2
+    structured_output: str = "json_schema"
     prices: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {name: price.model_dump() for name, price in DEFAULT_PRICES.items()},
         description="USD per 1M tokens by model: {'model': {'prompt': ..., 'completion': ...}}",

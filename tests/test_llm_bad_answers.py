@@ -69,7 +69,7 @@ def test_truncated_answer_is_a_failure_with_its_reason(start_server, make_gatewa
 
 
 def test_a_422_for_json_schema_falls_back_to_json_mode_with_the_schema(start_server, make_gateway) -> None:
-    # llama-cpp-python's server validates response_format as text/json_object only and answers 422.
+    # A server that validates response_format as text/json_object only may answer 422 (FastAPI's default).
     server = start_server(reject_json_schema=True, reject_status=422, responder=_by_item({}))
     verdicts = LLMRelevanceJudge(make_gateway(server, max_concurrency=1)).judge(_items(2)).verdicts
     assert all(v.ok for v in verdicts)
@@ -108,3 +108,14 @@ def test_logprobs_come_back_with_the_answer_and_give_a_probability(start_server,
     assert probabilities["true"] + probabilities["false"] == 1
     assert probabilities["false"] > probabilities["true"] > 0.3
     assert label_probabilities(None, ("true", "false")) is None
+
+
+def test_json_object_mode_from_the_first_request_sends_the_schema(start_server, make_gateway) -> None:
+    # llama-cpp-python's server answers json_schema with a 500, which is retried, not a signal to fall
+    # back: `setlist llm serve` sets SETLIST_LLM__STRUCTURED_OUTPUT=json_object instead.
+    server = start_server(reject_json_schema=True, reject_status=500, responder=_by_item({}))
+    gateway = make_gateway(server, max_concurrency=1, structured_output="json_object")
+    verdicts = LLMRelevanceJudge(gateway).judge(_items(2)).verdicts
+    assert all(v.ok for v in verdicts)
+    assert [b["response_format"]["type"] for b in server.bodies] == ["json_object", "json_object"]
+    assert server.bodies[0]["response_format"]["schema"]["required"] == ["reason", "relevant"]

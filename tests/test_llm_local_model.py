@@ -52,6 +52,7 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMGatew
             base_url=state.base_url,
             model=QWEN_CODER_1_5B.name,
             max_concurrency=SERVER_SLOTS,
+            structured_output="json_object",  # as `setlist llm serve` exports
             timeout_s=300,
             cache_path=None,
         )

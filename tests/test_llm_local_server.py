@@ -112,8 +112,10 @@ def test_missing_model_and_runtime_are_named(tmp_path: Path, monkeypatch: pytest
     config = ServerConfig(tmp_path / "absent.gguf", "fake-model", port=free_port())
     with pytest.raises(LocalLLMError, match="absent.gguf is missing: run `setlist llm install`"):
         start_server(config, tmp_path / "server.json", tmp_path / "server.log")
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "nothing-here"))
-    assert "is not installed" in runtime_problem()
+    no_runtime = tmp_path / "python"  # an interpreter whose `import llama_cpp` fails
+    no_runtime.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'llama_cpp'\" >&2\nexit 1\n")
+    no_runtime.chmod(0o755)
+    assert "is not installed" in runtime_problem(str(no_runtime))
 
 
 def test_a_build_with_amx_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,6 +208,7 @@ def test_cli_serve_prints_exports_and_stop_ends_it(runtime: Path, monkeypatch: p
         assert served.exit_code == 0, served.output
         exports = dict(line.removeprefix("export ").split("=", 1) for line in served.stdout.splitlines())
         assert exports["SETLIST_LLM__MAX_CONCURRENCY"] == "1"
+        assert exports["SETLIST_LLM__STRUCTURED_OUTPUT"] == "json_object"
         assert exports["SETLIST_LLM__BASE_URL"].startswith("http://127.0.0.1:")
         shell = subprocess.run(
             ["bash", "-c", f'eval "{served.stdout}"; echo "$SETLIST_LLM__MODEL"'],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, SecretStr
 
@@ -43,6 +44,12 @@ class GatewayConfig(BaseModel):
     )
     max_validation_retries: int = Field(
         default=2, ge=0, description="re-asks after an answer fails its schema"
+    )
+    structured_output: Literal["json_schema", "json_object"] = Field(
+        default="json_schema",
+        description="json_schema (OpenAI structured outputs; a 400/422 falls back to JSON mode by itself) or "
+        "json_object from the first request: JSON mode with the schema sent along, for servers that answer "
+        "json_schema with another error (llama-cpp-python's answers 500)",
     )
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     cache_path: Path | None = Path(".setlist/llm_cache.sqlite")

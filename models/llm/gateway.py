@@ -321,7 +321,11 @@ class LLMGateway:
 
         validation_retries_left = self.config.max_validation_retries
         while True:
-            json_schema_mode = prep.schema is not None and prep.model not in self._json_object_models
+            json_schema_mode = (
+                prep.schema is not None
+                and self.config.structured_output == "json_schema"
+                and prep.model not in self._json_object_models
+            )
             body = self._body(request, prep, messages, json_schema_mode)
             attempts += 1
             started = time.perf_counter()
