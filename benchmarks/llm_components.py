@@ -55,12 +55,16 @@ class Row:
     figures: dict[str, float]
 
 
-def sample_turns(turns: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
-    with_history = turns.sort("conversation_id", "turn_index").with_columns(
-        history=pl.col("text").cumulative_eval(pl.element()).shift(1).over("conversation_id")
-    )
-    keep = sorted(random.Random(seed).sample(range(with_history.height), min(n, with_history.height)))
-    return with_history[keep]
+def sample_turns(turns: pl.DataFrame, n: int, seed: int) -> tuple[pl.DataFrame, list[list[str]]]:
+    """A seeded sample of turns and, for each, the earlier user turns of its conversation."""
+    ordered = turns.sort("conversation_id", "turn_index")
+    texts: dict[str, list[str]] = {}
+    for cid, text in ordered.select("conversation_id", "text").iter_rows():
+        texts.setdefault(cid, []).append(text)
+    keep = sorted(random.Random(seed).sample(range(ordered.height), min(n, ordered.height)))
+    sample = ordered[keep]
+    histories = [texts[cid][:i] for cid, i in sample.select("conversation_id", "turn_index").iter_rows()]
+    return sample, histories
 
 
 def parse_figures(
@@ -73,7 +77,7 @@ def parse_figures(
     return {
         "intent_macro_f1": report.macro_f1,
         "intent_accuracy": report.accuracy,
-        "slot_f1": slot.f1,
+        "slot_f1": slot.overall.f1,
         "failures": failures,
     }
 
@@ -81,20 +85,25 @@ def parse_figures(
 def story_items(
     turns: pl.DataFrame, index: CatalogIndex, facts: _TrackFacts, n: int, seed: int
 ) -> list[tuple[StoryItem, ShownTrack]]:
-    """The top search hit for each show-tracks turn's text, as a story item and as the grader sees it."""
+    """For show-tracks turns, the best search hit that meets the turn's gold expectations (as a shown
+    slate would), as a story item and as the grader sees the track."""
     rows = turns.filter(pl.col("expected_behaviour") == "show_tracks").sample(
         fraction=1.0, shuffle=True, seed=seed
     )
     items = []
-    for row in rows.head(n).iter_rows(named=True):
-        (hit,) = index.search(row["text"], k=1)
-        card = track_card(index.get_track(hit.track_id))
-        items.append(
-            (
-                StoryItem(card, row["text"], Constraint.model_validate_json(row["constraint"])),
-                facts.shown(hit.track_id),
-            )
-        )
+    for row in rows.iter_rows(named=True):
+        constraint = Constraint.model_validate_json(row["constraint"])
+        must, must_not = json.loads(row["must"]), json.loads(row["must_not"])
+        fitting = [
+            h
+            for h in index.search(row["text"], k=50)
+            if facts.satisfies(h.track_id, must, must_not, constraint)
+        ]
+        if fitting:
+            card = track_card(index.get_track(fitting[0].track_id))
+            items.append((StoryItem(card, row["text"], constraint), facts.shown(fitting[0].track_id)))
+        if len(items) == n:
+            break
     return items
 
 
@@ -135,8 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[Row] = []
 
     # Parsing: the trained classifier, then each parser prompt version, on the same turns.
-    turns = sample_turns(curated, args.turns, args.seed)
-    histories = [list(h) if h is not None else [] for h in turns["history"].to_list()]
+    turns, histories = sample_turns(curated, args.turns, args.seed)
     generation = GrammarGenerator(taxonomy, catalog).generate(
         settings.synthetic_conversations, seed=settings.seed
     )

@@ -1,26 +1,26 @@
-"""Throughput of the local LLM: judgements/s and tokens/s, one request at a time against several.
+"""Throughput of the local LLM server: judgements/s and generated tokens/s.
 
-    python -m benchmarks.llm_server [--judgements 24] [--native-server PATH] [--slots 4]
+    python -m benchmarks.llm_server [--judgements 8] [--in-flight 4]
 
-Every row sends the same relevance judgements (the `judge_relevance` prompt, structured output, the
-gateway's cache off) to a fresh server on a free 127.0.0.1 port with the model `setlist llm install`
-assembled, and measures wall time:
+Every row sends the same relevance judgements (the `judge_relevance` prompt, JSON mode with the schema,
+the gateway's cache off) to a fresh `llama_cpp.server` (what `setlist llm serve` runs) on a free
+127.0.0.1 port, with the model `setlist llm install` assembled. Rows:
 
-- `llama_cpp.server` (llama-cpp-python, what `setlist llm serve` runs) with one request in flight: the
-  baseline; then with `--slots` in flight: the server decodes one request at a time behind a lock, so
-  more in flight only queue (and time out, with a short timeout).
-- with `--native-server`, llama.cpp's own `llama-server` (built from the same vendored llama.cpp, see
-  README) with one slot and with `--slots` parallel slots (continuous batching: the slots' tokens are
-  decoded in one batch per step), the gateway's concurrency following the slots.
+- 2 CPU threads, one request in flight: the default (`SETLIST_LOCAL_LLM__THREADS=2`), the baseline;
+- 1 thread, one in flight: on a machine whose cores are busy with other work, two threads that must meet
+  at a barrier every step lose far more than the second core gives;
+- 1 thread, `--in-flight` requests: llama-cpp-python 0.3.36's server has no parallel slots (one model
+  behind a lock, no continuous batching), so more in flight only queue: the gateway's concurrency
+  follows the server's one slot (`SETLIST_LLM__MAX_CONCURRENCY=1`).
 
-Tokens/s counts generated tokens; prompt tokens are processed too but not counted there.
+The table prints the machine's load average beside it: these figures move with what else runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +36,6 @@ from models.llm.local_server import (
     ServerConfig,
     start_server,
     stop_server,
-    wait_until_ready,
 )
 from orchestration.settings import load_settings
 
@@ -114,43 +113,20 @@ def judge(base_url: str, in_flight: int, n: int, timeout_s: float) -> tuple[int,
     return judgements.failures, wall, stats.completion_tokens, stats.latency_p50_s
 
 
-def python_server_rows(model: Path, n: int, slots: int, work: Path, timeout_s: float) -> list[Row]:
-    config = ServerConfig(model, QWEN_CODER_1_5B.name, port=free_port(), ctx=4096)
+def server_row(model: Path, threads: int, in_flight: int, n: int, work: Path, timeout_s: float) -> Row:
+    config = ServerConfig(model, QWEN_CODER_1_5B.name, port=free_port(), threads=threads, ctx=4096)
     state = start_server(config, work / "server.json", work / "server.log")
     try:
-        judge(state.base_url, 1, 2, timeout_s)  # warm-up: the first prompt loads weights into the cache
-        rows = []
-        for in_flight in (1, slots):
-            failed, wall, tokens, p50 = judge(state.base_url, in_flight, n, timeout_s)
-            rows.append(Row("llama_cpp.server", 1, in_flight, n, failed, wall, tokens, p50))
-        return rows
+        judge(state.base_url, 1, 1, timeout_s)  # warm-up: page the weights in, cache the system prompt
+        failed, wall, tokens, p50 = judge(state.base_url, in_flight, n, timeout_s)
+        return Row(f"llama_cpp.server, {threads} threads", 1, in_flight, n, failed, wall, tokens, p50)
     finally:
         stop_server(work / "server.json")
 
 
-def native_server_row(binary: Path, model: Path, n: int, slots: int, work: Path, timeout_s: float) -> Row:
-    port = free_port()
-    command = [
-        str(binary), "-m", str(model), "--host", LOOPBACK, "--port", str(port), "-t", "2",
-        "--parallel", str(slots), "-c", str(4096 * slots), "--cont-batching", "--no-webui",
-    ]  # fmt: skip
-    log = work / f"native-{slots}.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_until_ready(f"http://{LOOPBACK}:{port}/v1", process, log, 180)
-        base_url = f"http://{LOOPBACK}:{port}/v1"
-        judge(base_url, slots, 2 * slots, timeout_s)  # warm-up
-        failed, wall, tokens, p50 = judge(base_url, slots, n, timeout_s)
-        return Row("llama-server (llama.cpp)", slots, slots, n, failed, wall, tokens, p50)
-    finally:
-        process.terminate()
-        process.wait(20)
-
-
 def print_table(rows: list[Row]) -> None:
     baseline = rows[0]
-    print(f"\n{baseline.judgements} relevance judgements each; baseline: {baseline.server}, one in flight\n")
+    print(f"\n{baseline.judgements} relevance judgements each; baseline: the first row\n")
     print(
         "| server | slots | in flight | judgements/s | generated tokens/s | p50 latency s | failed | vs baseline |"
     )
@@ -167,26 +143,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--judgements", type=int, default=24)
-    parser.add_argument("--slots", type=int, default=4)
-    parser.add_argument("--native-server", type=Path, help="a llama-server binary for the parallel-slot rows")
-    parser.add_argument("--timeout-s", type=float, default=600)
+    parser.add_argument("--judgements", type=int, default=8)
+    parser.add_argument("--in-flight", type=int, default=4)
+    parser.add_argument("--timeout-s", type=float, default=900)
     args = parser.parse_args(argv)
     model = load_settings().local_llm_dir / "models" / QWEN_CODER_1_5B.filename
     if not model.exists():
         sys.exit(f"{model} is missing: run `setlist llm install` first")
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
         try:
-            rows = python_server_rows(model, args.judgements, args.slots, work, args.timeout_s)
-            if args.native_server:
-                rows += [
-                    native_server_row(args.native_server, model, args.judgements, slots, work, args.timeout_s)
-                    for slots in (1, args.slots)
-                ]
+            rows = [
+                server_row(model, threads, in_flight, args.judgements, Path(tmp), args.timeout_s)
+                for threads, in_flight in ((2, 1), (1, 1), (1, args.in_flight))
+            ]
         except LocalLLMError as err:
             sys.exit(f"error: {err}")
     print_table(rows)
+    print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
