@@ -253,8 +253,9 @@ def candidate_evaluation(
                     "clarification_precision": round(m["clarification.precision"], 4),
                     "clarification_recall": round(m["clarification.recall"], 4),
                     "constraint_rate": round(m["constraint.rate"], 4),
-                    "groundedness": round(m["groundedness.mean"], 4),
-                    "safety": round(m["safe.mean"], 4),
+                    # None when no replayed turn had a story or a safety expectation (a small LLM sample).
+                    "groundedness": _rounded(m.get("groundedness.mean"), 4),
+                    "safety": _rounded(m.get("safe.mean"), 4),
                     "judge_rating_mean": round(m["judge.rating_mean"], 4),
                     "latency_p50_ms": round(m["latency_ms.p50"], 3),
                     "latency_p95_ms": round(m["latency_ms.p95"], 3),
@@ -282,6 +283,10 @@ def candidate_evaluation(
             ),
         },
     )
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 Evaluations = dict[str, pl.DataFrame] | pl.DataFrame | None

@@ -113,7 +113,9 @@ def test_missing_model_and_runtime_are_named(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(LocalLLMError, match="absent.gguf is missing: run `setlist llm install`"):
         start_server(config, tmp_path / "server.json", tmp_path / "server.log")
     no_runtime = tmp_path / "python"  # an interpreter whose `import llama_cpp` fails
-    no_runtime.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'llama_cpp'\" >&2\nexit 1\n")
+    no_runtime.write_text(
+        "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'llama_cpp'\" >&2\nexit 1\n"
+    )
     no_runtime.chmod(0o755)
     assert "is not installed" in runtime_problem(str(no_runtime))
 

@@ -25,6 +25,8 @@ from orchestration.definitions import build_definitions
 from orchestration.settings import Settings, load_settings
 
 pytest_plugins = ["conftest_llm"]
+# The module fixture runs the whole graph twice (online, then offline): minutes on 2 cores.
+pytestmark = pytest.mark.timeout(2400)
 
 
 def _responder(taxonomy: Taxonomy, catalog) -> Any:
