@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--turns", type=int, default=24)
     parser.add_argument("--stories", type=int, default=12)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--versions", nargs="*", help="prompt files to run (default: every version)")
     args = parser.parse_args(argv)
     settings = load_settings()
     if not settings.llm.base_url:
@@ -141,27 +142,22 @@ def main(argv: list[str] | None = None) -> None:
     catalog = read_catalog(CatalogSourceSpec()).kept
     curated = load_curated_set(taxonomy).turns
     gateway = LLMGateway(settings.llm.model_copy(update={"cache_path": settings.llm_cache_path}))
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
     rows: list[Row] = []
 
-    # Parsing: the trained classifier, then each parser prompt version, on the same turns.
+    def record(row: Row) -> None:  # logged as it comes: a slow model may not finish every row
+        rows.append(row)
+        log_run(client, experiment_id, row, {"model": settings.llm.model, "seed": str(args.seed)})
+        print(json.dumps({"task": row.task, "system": row.system, "n": row.n, **row.figures}), flush=True)
+
+    def versions(name: str) -> list:
+        return [p for p in prompt_files(name) if not args.versions or p.path.name in args.versions]
+
+    # Parsing: each parser prompt version, then the trained classifier, on the same turns.
     turns, histories = sample_turns(curated, args.turns, args.seed)
-    generation = GrammarGenerator(taxonomy, catalog).generate(
-        settings.synthetic_conversations, seed=settings.seed
-    )
-    synthetic = conversations_to_frame(postprocess(generation.conversations, taxonomy).kept)
-    classifier = train(
-        split_by_conversation(synthetic, settings.seed), taxonomy, seed=settings.seed
-    ).predictor
-    predictions = classifier.predict(turns["text"].to_list())
-    rows.append(
-        Row(
-            "parse",
-            "trained classifier",
-            turns.height,
-            parse_figures(turns, [p.intent.value for p in predictions], [p.slots for p in predictions], 0),
-        )
-    )
-    for prompt in prompt_files("parse_request"):
+    for prompt in versions("parse_request"):
         before, started = gateway.totals.copy(), time.perf_counter()
         parsed = LLMParser(gateway, taxonomy, prompt=prompt).parse_batch(turns["text"].to_list(), histories)
         usage = gateway.totals - before
@@ -176,7 +172,23 @@ def main(argv: list[str] | None = None) -> None:
             "prompt_tokens": usage["prompt_tokens"],
             "completion_tokens": usage["completion_tokens"],
         }
-        rows.append(Row("parse", prompt.path.name, turns.height, figures))
+        record(Row("parse", prompt.path.name, turns.height, figures))
+    generation = GrammarGenerator(taxonomy, catalog).generate(
+        settings.synthetic_conversations, seed=settings.seed
+    )
+    synthetic = conversations_to_frame(postprocess(generation.conversations, taxonomy).kept)
+    classifier = train(
+        split_by_conversation(synthetic, settings.seed), taxonomy, seed=settings.seed
+    ).predictor
+    predictions = classifier.predict(turns["text"].to_list())
+    record(
+        Row(
+            "parse",
+            "trained classifier",
+            turns.height,
+            parse_figures(turns, [p.intent.value for p in predictions], [p.slots for p in predictions], 0),
+        )
+    )
 
     # Stories: the template storyteller, then each story prompt version, on the same tracks.
     index = CatalogIndex.build(catalog, taxonomy, RetrieverConfig())
@@ -184,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     requests, shown = [i.request for i, _ in items], [t for _, t in items]
     grader = ResponseRulesGrader(taxonomy)
     template = TemplateStoryteller(taxonomy).tell_batch([i for i, _ in items])
-    rows.append(
+    record(
         Row(
             "story",
             "template",
@@ -192,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
             {"groundedness": groundedness(grader, requests, [s.text for s in template], shown)},
         )
     )
-    for prompt in prompt_files("track_story"):
+    for prompt in versions("track_story"):
         before, started = gateway.totals.copy(), time.perf_counter()
         told = LLMStoryteller(gateway, taxonomy, prompt=prompt).tell_batch([i for i, _ in items])
         usage = gateway.totals - before
@@ -205,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
             "prompt_tokens": usage["prompt_tokens"],
             "completion_tokens": usage["completion_tokens"],
         }
-        rows.append(Row("story", prompt.path.name, len(items), figures))
+        record(Row("story", prompt.path.name, len(items), figures))
         print(
             json.dumps(
                 {"prompt": prompt.path.name, "examples": [s.text for s in told[:3]]}, ensure_ascii=False
@@ -213,12 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     gateway.close()
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
-    for row in rows:
-        log_run(client, experiment_id, row, {"model": settings.llm.model, "seed": str(args.seed)})
-    print(f"\nmodel {settings.llm.model}; baselines first; logged to MLflow '{EXPERIMENT}'\n")
+    print(f"\nmodel {settings.llm.model}; logged to MLflow '{EXPERIMENT}'\n")
     print("| task | system | n | figures |")
     print("|---|---|---:|---|")
     for row in rows:
