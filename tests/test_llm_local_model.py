@@ -45,7 +45,8 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMGatew
 
     model_path = _installed_model()
     work = tmp_path_factory.mktemp("local-llm")
-    config = ServerConfig(model_path, QWEN_CODER_1_5B.name, port=free_port(), ctx=4096)
+    # The parser prompt alone is about 4,000 tokens (rules, glossary, schema): the default 8,192 context.
+    config = ServerConfig(model_path, QWEN_CODER_1_5B.name, port=free_port())
     state = start_server(config, work / "server.json", work / "server.log")
     gateway = LLMGateway(
         GatewayConfig(
