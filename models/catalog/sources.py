@@ -90,11 +90,7 @@ def read_bytes(location: str) -> bytes:
         return gzip.decompress(data) if location.rsplit("?", 1)[0].endswith(".gz") else data
     except FileNotFoundError as exc:
         raise CatalogSourceError(location, "file_missing", "no such file") from exc
-    except (
-        OSError,
-        ValueError,
-        EOFError,
-    ) as exc:  # fsspec/aiohttp report HTTP and permission failures as these
+    except (OSError, ValueError, EOFError) as exc:  # fsspec/aiohttp report HTTP and permission failures as these
         raise CatalogSourceError(location, "unreadable", f"{type(exc).__name__}: {exc}") from exc
 
 
