@@ -18,6 +18,7 @@ import argparse
 import json
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import polars as pl
@@ -173,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
             "completion_tokens": usage["completion_tokens"],
         }
         record(Row("parse", prompt.path.name, turns.height, figures))
+        print(
+            json.dumps({"failure_reasons": dict(Counter(p.failure for p in parsed if p.failure))}), flush=True
+        )
     generation = GrammarGenerator(taxonomy, catalog).generate(
         settings.synthetic_conversations, seed=settings.seed
     )
