@@ -1,15 +1,17 @@
 """Assistant runs: each candidate replays the evaluation conversations turn by turn."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 import polars as pl
 
 from assets.ui_metadata import preview
 from models.assistant.assistant import build_assistant
-from models.assistant.replay import replay, run_summary
+from models.assistant.replay import replay, run_summary, sample_conversations
 from models.assistant.retrieval import CatalogIndex
 from models.candidates import PARSER_PROMPT, STORY_PROMPT, Candidate, CandidateKeyError
 from models.llm import LLMUnavailable
-from models.prompts import load_prompt
+from models.prompts import PromptSpec, prompt_by_hash
 from models.registry import CONTENT_HASH_TAG
 from models.taxonomy import Taxonomy
 from orchestration.llm_resource import LLMGatewayResource
@@ -32,10 +34,13 @@ def partition_candidate(context: dg.AssetExecutionContext) -> Candidate:
     group_name="evaluation",
     kinds={"polars", "openai"},
     pool="llm",
+    # A candidate that cannot run in the current mode (an LLM one offline) is skipped, not failed.
+    output_required=False,
     description=(
         "Every curated golden conversation replayed turn by turn through one candidate (partition = "
         "candidate key): parsed labels, dialogue state, whether it asked, ranked tracks, response, stories, "
-        "tool calls, latency and LLM cost per turn. LLM candidates run conversations in lockstep by turn."
+        "tool calls, latency and LLM cost per turn. LLM candidates run conversations in lockstep by turn; "
+        "offline they are skipped with the reason (an observation on the partition), and so is their evaluation."
     ),
 )
 def assistant_runs(
@@ -46,26 +51,51 @@ def assistant_runs(
     track_embeddings: pl.DataFrame,
     llm: LLMGatewayResource,
     mlflow: MLflowTracking,
-) -> dg.Output[pl.DataFrame]:
+) -> Iterator[dg.Output[pl.DataFrame]]:
     candidate = partition_candidate(context)
+    if reason := candidate.skip_reason(online=llm.base_url is not None):
+        context.log.warning(f"{candidate.key} skipped: {reason}")
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=context.asset_key, partition=context.partition_key, metadata={"skipped": reason}
+            )
+        )
+        return
     tree = Taxonomy.from_table(taxonomy)
     client = mlflow.client()  # also points MLflow at the tracking server the intent model loads from
-    for name, version in (
-        (PARSER_PROMPT, candidate.parser_version if candidate.parser_kind == "llm" else None),
-        (STORY_PROMPT, candidate.story_version),
-    ):
-        if version is not None:
-            _require_prompt_file_version(client, name, version)
+    prompts = {
+        name: _prompt_file(client, name, version)
+        for name, version in (
+            (PARSER_PROMPT, candidate.parser_version if candidate.parser_kind == "llm" else None),
+            (STORY_PROMPT, candidate.story_version),
+        )
+        if version is not None
+    }
     # A dense candidate reuses the asset's vectors; only tracks whose text changed since are embedded now.
     index = CatalogIndex.build(catalog, tree, candidate.retriever_config, embeddings=track_embeddings)
     try:
         gateway = llm.get_gateway() if candidate.uses_llm else None
-        assistant = build_assistant(candidate, index, tree, gateway, mlflow_client=client)
+        assistant = build_assistant(
+            candidate,
+            index,
+            tree,
+            gateway,
+            mlflow_client=client,
+            parser_prompt=prompts.get(PARSER_PROMPT),
+            story_prompt=prompts.get(STORY_PROMPT),
+        )
     except LLMUnavailable as err:
         raise dg.Failure(str(err)) from err
-    runs = replay(assistant, golden_curated, candidate.key, lockstep=candidate.uses_llm)
+    turns = golden_curated
+    if candidate.uses_llm and llm.eval_conversations:
+        # A local model answers about one request a second: LLM candidates replay a seeded sample.
+        turns = sample_conversations(golden_curated, llm.eval_conversations)
+    before = gateway.totals.copy() if gateway else None
+    runs = replay(assistant, turns, candidate.key, lockstep=candidate.uses_llm)
     summary = run_summary(runs)
-    return dg.Output(
+    if gateway is not None and before is not None:  # this replay's LLM usage: calls, tokens, wall time
+        summary |= {f"llm_{k}": round(v, 3) for k, v in (gateway.totals - before).items()}
+    yield dg.Output(
         runs,
         metadata={
             "dagster/row_count": runs.height,
@@ -80,13 +110,14 @@ def assistant_runs(
     )
 
 
-def _require_prompt_file_version(client, name: str, version: int) -> None:
-    """A prompt candidate runs the prompt file; it must be the registered version the key names."""
-    spec = load_prompt(name)
+def _prompt_file(client, name: str, version: int) -> PromptSpec:
+    """The prompt file (default or variant) whose content is the registered version the key names."""
     registered = client.get_prompt_version(name, version)
     found = (registered.tags or {}).get(CONTENT_HASH_TAG) if registered else None
-    if found != spec.content_hash:
+    spec = prompt_by_hash(name, found) if found else None
+    if spec is None:
         raise dg.Failure(
-            f"prompts:/{name}/{version} has content hash {found!r} but {spec.path.name} is {spec.content_hash}; "
-            "evaluate the candidate of the file's current version (materialize prompt_versions)"
+            f"prompts:/{name}/{version} has content hash {found!r}, which no {name}*.yaml file has any more; "
+            "evaluate a candidate of a current file's version (materialize prompt_versions)"
         )
+    return spec

@@ -196,7 +196,11 @@ def candidate_evaluation(
         "golden_curated_version": golden_curated["version"][0],
         "golden_cpcd_version": _data_version(context, "golden_cpcd"),
     }
-    curated = evaluate_curated(assistant_runs, golden_curated, catalog, tree)
+    # An LLM candidate may have replayed a sample of the conversations (SETLIST_LLM__EVAL_CONVERSATIONS).
+    replayed = golden_curated.filter(
+        pl.col("conversation_id").is_in(assistant_runs["conversation_id"].unique())
+    )
+    curated = evaluate_curated(assistant_runs, replayed, catalog, tree)
     cpcd = evaluate_cpcd(
         golden_cpcd, cpcd_corpus, candidate.retriever_config, candidate.key, versions["golden_cpcd_version"]
     )
@@ -252,6 +256,7 @@ def candidate_evaluation(
         table,
         metadata={
             "dagster/row_count": table.height,
+            "curated_conversations": f"{replayed['conversation_id'].n_unique()} of {golden_curated['conversation_id'].n_unique()}",
             PRIMARY: round(m[f"{PRIMARY}.mean"], 4),
             "intent_macro_f1": round(m["intent.macro_f1"], 4),
             "cpcd_hit_at_10_micro": round(r["retrieval.micro.hit_at_10"], 4),
@@ -265,8 +270,9 @@ def candidate_evaluation(
                     "clarification_precision": round(m["clarification.precision"], 4),
                     "clarification_recall": round(m["clarification.recall"], 4),
                     "constraint_rate": round(m["constraint.rate"], 4),
-                    "groundedness": round(m["groundedness.mean"], 4),
-                    "safety": round(m["safe.mean"], 4),
+                    # None when no replayed turn had a story or a safety expectation (a small LLM sample).
+                    "groundedness": _rounded(m.get("groundedness.mean"), 4),
+                    "safety": _rounded(m.get("safe.mean"), 4),
                     "judge_rating_mean": round(m["judge.rating_mean"], 4),
                     "latency_p50_ms": round(m["latency_ms.p50"], 3),
                     "latency_p95_ms": round(m["latency_ms.p95"], 3),
@@ -294,6 +300,10 @@ def candidate_evaluation(
             ),
         },
     )
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 Evaluations = dict[str, pl.DataFrame] | pl.DataFrame | None

@@ -314,6 +314,7 @@ class OnlineExperimentConfig(dg.Config):
     group_name=GROUP,
     kinds={"polars", "mlflow"},
     deps=["champion_gate"],  # the gate moves the champion alias this compares against
+    output_required=False,  # an arm that needs the LLM while it is offline: skipped with the reason
     description=(
         "A simulated A/B test of setlist-assistant@champion (control) against the latest other evaluated "
         "candidate (or, with only one, the champion with a weaker retriever): like rate, skip rate and "
@@ -325,18 +326,28 @@ class OnlineExperimentConfig(dg.Config):
     ),
 )
 def online_experiment(
+    context: dg.AssetExecutionContext,
     config: OnlineExperimentConfig,
     platform: PlatformConfig,
     mlflow: MLflowTracking,
     llm: LLMGatewayResource,
     catalog: pl.DataFrame,
     taxonomy: pl.DataFrame,
-) -> dg.Output[pl.DataFrame]:
+):
     client = mlflow.client()
     try:
         arms = resolve_arms(client)
     except LookupError as err:
         raise dg.Failure(str(err)) from err
+    for candidate in (arms.control, arms.treatment):
+        if reason := candidate.skip_reason(online=llm.base_url is not None):
+            context.log.warning(f"online experiment skipped: arm {candidate.key} {reason}")
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=context.asset_key, metadata={"skipped": f"{candidate.key} {reason}"}
+                )
+            )
+            return
     tree = Taxonomy.from_table(taxonomy)
     shared = CatalogIndex.build(catalog, tree, arms.control.retriever_config)
     servers = []
@@ -375,7 +386,7 @@ def online_experiment(
     table = _effects_table(result)
     like = result.results["like_rate"]
     last_look = result.looks.filter(pl.col("look") == pl.col("look").max())
-    return dg.Output(
+    yield dg.Output(
         table,
         metadata={
             "dagster/row_count": table.height,

@@ -49,7 +49,9 @@ def judge_calibration(
         golden_cpcd, cpcd_corpus, golden_ratings, golden_curated, config.cpcd_items, platform.seed
     )
     gateway = llm.get_gateway() if llm.base_url else None
-    calibrations = calibrate_judges(tasks, Taxonomy.from_table(taxonomy), cpcd_corpus, gateway)
+    calibrations = calibrate_judges(
+        tasks, Taxonomy.from_table(taxonomy), cpcd_corpus, gateway, llm.judge_items, platform.seed
+    )
     client, experiment_id = mlflow.client(), mlflow.experiment_id(EXPERIMENT)
     runs = {
         c.judge_version: log_calibration(client, experiment_id, c, mlflow.registry_lock()).run_id
@@ -59,6 +61,7 @@ def judge_calibration(
     metadata: dict[str, object] = {
         "dagster/row_count": table.height,
         "llm_mode": "online" if gateway else "offline (code graders only)",
+        "llm_judge_items": llm.judge_items if gateway else 0,
         "kappa_floor": platform.judge_kappa_floor,
         "calibration": preview(table.drop("confusion", "dataset_hash"), rows=50),
         "mlflow_runs": dg.MetadataValue.json(runs),

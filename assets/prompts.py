@@ -8,7 +8,7 @@ import polars as pl
 
 from assets.ui_metadata import preview
 from models.file_versions import files_version
-from models.prompts import load_prompt, prompt_names
+from models.prompts import prompt_names, prompt_specs
 from models.registry import sync_prompt
 from orchestration.resources import MLflowTracking
 
@@ -49,17 +49,19 @@ def build_prompt_assets(prompts_dir: Path) -> list[dg.AssetsDefinition]:
         kinds={"mlflow"},
         deps=[prompt_files],
         description=(
-            "Registers each prompt file in the MLflow prompt registry when its content hash is new (tagged "
-            "with the hash); a first version becomes `champion`, later ones `challenger`."
+            "Registers each prompt file of models/prompts (`<name>.yaml` and its variants `<name>.<v>.yaml`) in "
+            "the MLflow prompt registry when its content hash is new (tagged with the hash); a first version "
+            "becomes `champion`, later ones `challenger`."
         ),
     )
     def prompt_versions(mlflow: MLflowTracking) -> dg.Output[pl.DataFrame]:
         client = mlflow.client()
         synced = []
         with mlflow.registry_lock():
+            # The default file first: in a new registry it becomes version 1 (champion).
             for name in prompt_names(prompts_dir):
-                spec = load_prompt(name, prompts_dir)
-                synced.append(sync_prompt(client, spec, spec.schema()))
+                for spec in prompt_specs(name, prompts_dir):
+                    synced.append(sync_prompt(client, spec, spec.schema()))
         # Whether this run registered a version is an event, not content: metadata, so a rerun's table is equal.
         table = pl.DataFrame(
             [

@@ -228,6 +228,8 @@ def plain_steps(scope: str) -> Iterator[tuple[str, Callable[[dict[str, Any]], ob
         s["eval_texts"] = [*s["golden"].turns["text"], *cpcd_evaluation_turns(s["cpcd"].turns)["user_query"]]
         kept = postprocess(generation.conversations, s["tree"], eval_texts=s["eval_texts"]).kept
         s["synthetic"] = conversations_to_frame(kept)
+        # Checked in the same step, as the Dagster partition step checks its own rows.
+        validate_synthetic(s["synthetic"], list(node_ids(s)), eval_texts=s["eval_texts"])
 
     def intent_model(s: dict[str, Any]) -> None:
         hp, table, tree = IntentHyperparameters(), s["training_set"], s["tree"]
@@ -267,10 +269,6 @@ def plain_steps(scope: str) -> Iterator[tuple[str, Callable[[dict[str, Any]], ob
     )
     yield "judge_calibration", judges
     yield "synthetic_assets", synthetic
-    yield (
-        "synthetic_conversations_synthetic_expectations",
-        lambda s: validate_synthetic(s["synthetic"], list(node_ids(s)), eval_texts=s["eval_texts"]),
-    )
     yield (
         "intent_training_set",
         lambda s: s.update(training_set=training.split_by_conversation(s["synthetic"], seed)),

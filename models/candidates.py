@@ -70,6 +70,12 @@ class Candidate(BaseModel):
             else f"prompts:/{STORY_PROMPT}/{self.story_version}",
         }
 
+    def skip_reason(self, online: bool) -> str | None:
+        """Why this candidate cannot run in the current LLM mode, or None when it can."""
+        if self.uses_llm and not online:
+            return "needs the LLM gateway, which is offline (set SETLIST_LLM__BASE_URL, e.g. with `setlist llm serve`)"
+        return None
+
     @classmethod
     def from_key(cls, key: str) -> "Candidate":
         match = _KEY.match(key)

@@ -43,14 +43,37 @@ CATALOG_FRESHNESS = dg.FreshnessPolicy.time_window(
 )
 
 
+def eager_over(partitioned: list[dg.AssetKey]) -> dg.AutomationCondition:
+    """EAGER for an asset that reads every partition of `partitioned` that exists: a partition that is
+    missing (a candidate skipped in the current mode, or one never run) does not hold it back."""
+    return EAGER.replace(
+        "any_deps_missing",
+        dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets(*partitioned)),
+    )
+
+
 def with_automation(assets: list[dg.AssetsDefinition], settings: Settings) -> list[dg.AssetsDefinition]:
+    candidates = [
+        key
+        for a in assets
+        if isinstance(a.partitions_def, dg.DynamicPartitionsDefinition)
+        and a.partitions_def.name == "candidates"
+        for key in a.keys
+    ]
+    over_candidates = eager_over(candidates)
+
     def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
         if settings.profile == "gcp" and spec.partitions_def is not None:
             # BigQuery tables hold every partition; the IO manager finds a partition's rows by this column.
             spec = spec.replace_attributes(metadata={**spec.metadata, "partition_expr": PARTITION_COLUMN})
         if spec.key == dg.AssetKey("catalog"):
             spec = spec.replace_attributes(freshness_policy=CATALOG_FRESHNESS)
-        condition = EAGER if spec.partitions_def is None else EAGER_EXISTING_PARTITIONS
+        if spec.partitions_def is not None:
+            condition = EAGER_EXISTING_PARTITIONS
+        elif any(dep.asset_key in candidates for dep in spec.deps):
+            condition = over_candidates
+        else:
+            condition = EAGER
         return spec.replace_attributes(automation_condition=condition)
 
     return list(dg.map_asset_specs(attach, assets))

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from orchestration.cli_llm import app as llm_app
 from orchestration.local_state import ensure_mlflow_store, prepare_home
 from orchestration.settings import REPO_ROOT, SettingsError, SettingsWarning, load_settings
 
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 # Summary tables are wide; when output is piped rich would assume 80 columns.
 console = Console(width=max(120, shutil.get_terminal_size((140, 40)).columns))
+app.add_typer(llm_app, name="llm")
 
 
 def _settings():

@@ -56,6 +56,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             taxonomy_file=str(settings.taxonomy_file),
             golden_cpcd_path=settings.golden_cpcd_path,
             synthetic_conversations=settings.synthetic_conversations,
+            intent_training_partition=settings.intent_training_partition,
             exports_dir=str(settings.exports_dir),
             interaction_logs_path=settings.interaction_logs_path,
         ),

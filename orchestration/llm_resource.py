@@ -23,11 +23,15 @@ class LLMGatewayResource(dg.ConfigurableResource):
     tokens_per_minute: int | None = None
     max_retries: int = 4
     max_validation_retries: int = 2
+    structured_output: str = "json_schema"
     prices: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {name: price.model_dump() for name, price in DEFAULT_PRICES.items()},
         description="USD per 1M tokens by model: {'model': {'prompt': ..., 'completion': ...}}",
     )
     cache_path: str | None = ".setlist/llm_cache.sqlite"
+    synthetic_conversations: int = 20
+    judge_items: int = 100
+    eval_conversations: int | None = 12
 
     _gateway: LLMGateway | None = PrivateAttr(default=None)
 

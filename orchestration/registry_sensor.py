@@ -1,7 +1,9 @@
 """New prompt or model versions in MLflow become candidates: a Dagster partition and an evaluation run.
 
 It sees every version, including those registered outside Dagster (a notebook, a CI job): the
-cursor is the set of registry versions already turned into candidates.
+cursor is the set of registry versions already turned into candidates. A candidate that needs the LLM
+while the gateway is offline is skipped with that reason and stays out of the cursor: it becomes a
+partition once an endpoint is configured, and never sits as a partition that can only fail.
 """
 
 import json
@@ -12,6 +14,7 @@ from mlflow import MlflowClient
 from assets.assistant import CANDIDATES
 from models.candidates import INTENT_MODEL, PARSER_PROMPT, STORY_PROMPT, Candidate
 from models.registry import CHAMPION, RegistryVersion, model_alias_version, registry_versions
+from orchestration.llm_resource import LLMGatewayResource
 from orchestration.resources import MLflowTracking
 from orchestration.settings import Settings
 
@@ -37,22 +40,30 @@ def candidate_for(version: RegistryVersion, champion_model: int | None) -> Candi
     description="A new intent-model, parser-prompt or story-prompt version in MLflow becomes a candidate to evaluate.",
 )
 def registry_sensor(
-    context: dg.SensorEvaluationContext, mlflow: MLflowTracking
+    context: dg.SensorEvaluationContext, mlflow: MLflowTracking, llm: LLMGatewayResource
 ) -> dg.SensorResult | dg.SkipReason:
     client = mlflow.client()
     seen = set(json.loads(context.cursor or "[]"))
     champion_model = model_alias_version(client, INTENT_MODEL, CHAMPION)
-    new, candidates = [], []
+    new, candidates, waiting = [], [], []
     for version in registry_versions(client, [PARSER_PROMPT, STORY_PROMPT], [INTENT_MODEL]):
         if version.ref in seen:
             continue
         candidate = candidate_for(version, champion_model)
         if candidate is None:
             continue  # e.g. a story prompt before any parser model exists: retried on a later tick
+        if reason := candidate.skip_reason(online=llm.base_url is not None):
+            waiting.append(
+                f"{candidate.key} ({reason})"
+            )  # not in the cursor: picked up once the gateway is online
+            continue
         new.append(version.ref)
         candidates.append(candidate)
+    skipped = f"skipped {'; '.join(waiting)}" if waiting else ""
     if not candidates:
-        return dg.SkipReason("no new prompt or model versions")
+        return dg.SkipReason("; ".join(filter(None, ["no new prompt or model versions", skipped])))
+    if skipped:
+        context.log.info(skipped)
     keys = list(dict.fromkeys(c.key for c in candidates))
     known = set(context.instance.get_dynamic_partitions(CANDIDATES.name))
     return dg.SensorResult(
@@ -63,12 +74,13 @@ def registry_sensor(
 
 
 def current_candidates(settings: Settings) -> list[Candidate]:
-    """Every candidate the registry holds now (LLM ones only when the gateway is configured)."""
+    """Every candidate the registry holds now that can run in the current mode (LLM ones only online)."""
     client = MlflowClient(settings.mlflow_tracking_uri)
     champion_model = model_alias_version(client, INTENT_MODEL, CHAMPION)
     candidates = [
         candidate_for(version, champion_model)
         for version in registry_versions(client, [PARSER_PROMPT, STORY_PROMPT], [INTENT_MODEL])
     ]
-    usable = [c for c in candidates if c is not None and (settings.llm.base_url or not c.uses_llm)]
+    online = settings.llm.base_url is not None
+    usable = [c for c in candidates if c is not None and not c.skip_reason(online)]
     return list({c.key: c for c in usable}.values())

@@ -19,6 +19,7 @@ class PlatformConfig(dg.ConfigurableResource):
     taxonomy_file: str
     golden_cpcd_path: str = ""  # a local path or URL; see Settings.golden_cpcd_path
     synthetic_conversations: int = 2000
+    intent_training_partition: str | None = None  # None: the grammar's current partition
     # Below "moderate" agreement (Landis & Koch: kappa 0.41) a judge's scores say more about the judge.
     judge_kappa_floor: float = 0.4
     exports_dir: str = (

@@ -89,6 +89,14 @@ class GcpSettings(BaseModel):
     bucket: str | None = None  # gs://bucket/prefix: MLflow artifacts and Setlist files
 
 
+class LocalLLMSettings(BaseModel):
+    """`setlist llm install|serve`: llama.cpp's OpenAI-compatible server on 127.0.0.1 (models/llm/local_server.py)."""
+
+    port: int = Field(default=8181, ge=1, le=65535)
+    threads: int = Field(default=2, ge=1)
+    ctx: int = Field(default=8192, ge=512)  # tokens of context: prompt + answer of one request
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -108,6 +116,7 @@ class Settings(BaseSettings):
     # The endpoint, model and limits; the API key is read from SETLIST_LLM_API_KEY only, never a setting.
     # The cache lives in the home folder (`llm_cache_path`), so the file's own cache_path is ignored.
     llm: GatewayConfig = Field(default_factory=GatewayConfig)
+    local_llm: LocalLLMSettings = Field(default_factory=LocalLLMSettings)
     gcp: GcpSettings = Field(default_factory=GcpSettings)
     mlflow_uri: str | None = None  # a shared tracking server; default: SQLite under the home folder
     taxonomy_file: Path = BUNDLED_DATA / "taxonomy.yaml"
@@ -171,6 +180,11 @@ class Settings(BaseSettings):
     @property
     def llm_cache_path(self) -> Path:
         return self.home_dir / "llm_cache.sqlite"
+
+    @property
+    def local_llm_dir(self) -> Path:
+        """The local model's runtime wheels, model file, server PID and log."""
+        return self.home_dir / "llm"
 
 
 def env_var_for(loc: tuple[int | str, ...]) -> str:

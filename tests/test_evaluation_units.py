@@ -155,8 +155,17 @@ def test_gate_takes_cpcd_per_turn_results_into_the_primary_and_the_guardrails() 
     assert hit.golden_set == "golden_cpcd" and hit.worsening.estimate == pytest.approx(0.25)
     assert d.primary.delta.estimate == pytest.approx(-0.125)
     assert d.decision == "keep"
+    # A challenger that ran a sample of the champion's turns is compared where it ran; a turn the champion
+    # never ran does not pair.
+    sampled = gate_on_golden_sets(
+        "a", {"a": curated, "b": curated}, {"a": champion, "b": worse.head(20)}, n_resamples=500
+    )
+    (hit,) = [g for g in sampled.decisions["b"].guardrails if g.name == "hit_at_10"]
+    assert hit.worsening.estimate == pytest.approx(0.25)  # the champion's 5 hits in those 20 turns
     with pytest.raises(ValueError, match="golden_cpcd turns of b pair up"):
-        gate_on_golden_sets("a", {"a": curated, "b": curated}, {"a": champion, "b": worse.head(30)})
+        gate_on_golden_sets(
+            "a", {"a": curated, "b": curated}, {"a": champion, "b": worse.with_columns(turn_index=pl.lit(7))}
+        )
 
 
 def test_table_hash_ignores_excluded_timing_columns() -> None:

@@ -153,19 +153,60 @@ def test_online_calibration_runs_the_llm_judges_through_the_gateway(start_server
     # The default responder answers the smallest valid JSON: never relevant, rating 1, always "first".
     server = start_server()
     table = calibration_table(calibrate_judges(tasks, taxonomy, TOY_CORPUS, make_gateway(server)))
+    # Every prompt version of each LLM judge (the default file and its variants) is calibrated.
     assert set(table["judge"]) == {
         "lexical_relevance",
         "response_rules",
         "llm_relevance",
+        "llm_relevance.v2",
+        "llm_relevance.logprobs",
         "llm_response",
+        "llm_response.v2",
+        "llm_response.logprobs",
         "llm_pairwise",
+        "llm_pairwise.v2",
     }
     llm = table.filter(pl.col("judge").str.starts_with("llm_"))
     assert llm["failures"].sum() == 0 and llm["judge_version"].str.ends_with("/gpt-4o-mini").all()
     pairwise = table.filter(pl.col("judge") == "llm_pairwise").row(0, named=True)
     assert pairwise["position_consistency"] == 0.0 and pairwise["kappa"] == pytest.approx(0.0)
-    n_requests = len(tasks.relevance.items) + len(tasks.responses.items) + 2 * len(tasks.pairs.items)
+    n_requests = (
+        3 * len(tasks.relevance.items) + 3 * len(tasks.responses.items) + 2 * 2 * len(tasks.pairs.items)
+    )
     assert server.request_count <= n_requests  # identical requests are asked once
+
+
+def test_llm_judges_see_a_capped_seeded_sample_and_code_graders_everything(
+    start_server, make_gateway
+) -> None:
+    taxonomy = load_curated(BUNDLED_DATA / "taxonomy.yaml")
+    curated = load_curated_set(taxonomy)
+    tasks = golden_tasks(TOY_TURNS, TOY_CORPUS, curated.ratings, curated.turns, max_cpcd_items=4)
+    gateway = make_gateway(start_server())
+    table = calibration_table(calibrate_judges(tasks, taxonomy, TOY_CORPUS, gateway, llm_items=5, seed=3))
+    rating = table.filter(pl.col("label_set") == "curated_rating")
+    n = dict(zip(rating["judge"], rating["n"] + rating["failures"], strict=True))
+    assert n["response_rules"] == len(tasks.responses.items) > 5
+    assert n["llm_response"] == n["llm_response.v2"] == 5
+    again = tasks.responses.sample(5, seed=3)
+    assert again.item_ids == tasks.responses.sample(5, seed=3).item_ids  # seeded
+    assert again.item_ids == sorted(again.item_ids, key=tasks.responses.item_ids.index)  # original order
+
+
+def test_scores_from_logprobs_give_an_auc_beside_kappa() -> None:
+    class ScoringJudge(ScriptedJudge):
+        def judge(self, items):
+            # Greedy answers always True (kappa 0), but the probabilities rank the items perfectly.
+            return Judgements([Verdict(True, "s", score=0.9 if h else 0.6) for h in HUMAN])
+
+    calibration = calibrate(ScoringJudge([]), _task())
+    assert calibration.aucs == {"toy": pytest.approx(1.0)}
+    assert calibration.agreements["toy"].kappa == pytest.approx(0.0)
+    row = calibration_table([calibration]).row(0, named=True)
+    assert row["auc"] == pytest.approx(1.0)
+    assert calibration.items["toy"]["score"].to_list() == [0.9, 0.9, 0.6, 0.6, 0.9, 0.6]
+    unscored = calibration_table([calibrate(ScriptedJudge(HUMAN), _task())]).row(0, named=True)
+    assert unscored["auc"] is None
 
 
 # --- end to end ----------------------------------------------------------------------------------

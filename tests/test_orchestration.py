@@ -224,5 +224,12 @@ def test_after_a_run_nothing_starts_until_a_source_changes_and_then_only_its_dep
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     requested = {r.key.to_user_string() for r in second.results if r.true_subset.size}
     # What reads the catalog follows it in the same tick; the golden sets and their dependents do not.
-    assert requested == {"catalog", "catalog_quarantine", "taxonomy", "judge_calibration", "prompt_versions"}
+    assert requested == {
+        "catalog",
+        "catalog_quarantine",
+        "taxonomy",
+        "track_embeddings",
+        "judge_calibration",
+        "prompt_versions",
+    }
     assert _tick(defs, settings, instance).asset_events == []

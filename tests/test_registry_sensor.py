@@ -8,6 +8,7 @@ from mlflow import MlflowClient
 from assets.assistant import CANDIDATES
 from models.candidates import INTENT_MODEL, PARSER_PROMPT
 from models.registry import CHAMPION, set_model_alias
+from orchestration.llm_resource import LLMGatewayResource
 from orchestration.registry_sensor import registry_sensor
 from orchestration.resources import MLflowTracking
 
@@ -26,6 +27,12 @@ def _register_model_version(tracking_uri: str) -> int:
     return int(info.registered_model_version)
 
 
+def _tick(instance, resources, cursor=None):
+    # The gateway resource tears down (it closes its cache), so the context must be entered.
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+        return registry_sensor(context)
+
+
 def test_new_versions_become_candidates_once(settings):
     uri = settings.mlflow_tracking_uri
     client = MlflowClient(uri)
@@ -35,10 +42,10 @@ def test_new_versions_become_candidates_once(settings):
 
     instance = dg.DagsterInstance.get()
     resources = {
-        "mlflow": MLflowTracking(tracking_uri=uri, artifact_root=settings.mlflow_artifacts_dir.as_uri())
+        "mlflow": MLflowTracking(tracking_uri=uri, artifact_root=settings.mlflow_artifacts_dir.as_uri()),
+        "llm": LLMGatewayResource(base_url="http://127.0.0.1:9/v1"),  # online: LLM candidates can run
     }
-    context = dg.build_sensor_context(instance=instance, resources=resources)
-    result = registry_sensor(context)
+    result = _tick(instance, resources)
 
     keys = sorted(r.partition_key for r in result.run_requests)
     assert keys == ["intent-v1.hybrid.template", "parse-v1.hybrid.template"]
@@ -46,13 +53,33 @@ def test_new_versions_become_candidates_once(settings):
     assert sorted(add_request.partition_keys) == keys
 
     instance.add_dynamic_partitions(CANDIDATES.name, keys)
-    second = registry_sensor(
-        dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor)
-    )
+    second = _tick(instance, resources, result.cursor)
     assert isinstance(second, dg.SkipReason)
 
     client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "v2 {{text}}"}])
-    third = registry_sensor(
-        dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor)
-    )
+    third = _tick(instance, resources, result.cursor)
     assert [r.partition_key for r in third.run_requests] == ["parse-v2.hybrid.template"]
+
+
+def test_offline_llm_candidates_are_skipped_with_a_reason_until_the_gateway_is_online(settings):
+    uri = settings.mlflow_tracking_uri
+    client = MlflowClient(uri)
+    set_model_alias(client, INTENT_MODEL, CHAMPION, _register_model_version(uri))
+    client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "{{text}}"}])
+    instance = dg.DagsterInstance.get()
+    mlflow_resource = MLflowTracking(tracking_uri=uri, artifact_root=settings.mlflow_artifacts_dir.as_uri())
+
+    offline = {"mlflow": mlflow_resource, "llm": LLMGatewayResource()}
+    first = _tick(instance, offline)
+    assert [r.partition_key for r in first.run_requests] == ["intent-v1.hybrid.template"]
+    (add_request,) = first.dynamic_partitions_requests
+    assert add_request.partition_keys == ["intent-v1.hybrid.template"]  # no partition that can only fail
+
+    instance.add_dynamic_partitions(CANDIDATES.name, add_request.partition_keys)
+    still_offline = _tick(instance, offline, first.cursor)
+    assert isinstance(still_offline, dg.SkipReason)
+    assert "skipped parse-v1.hybrid.template (needs the LLM gateway" in still_offline.skip_message
+
+    online = {"mlflow": mlflow_resource, "llm": LLMGatewayResource(base_url="http://127.0.0.1:9/v1")}
+    later = _tick(instance, online, first.cursor)
+    assert [r.partition_key for r in later.run_requests] == ["parse-v1.hybrid.template"]

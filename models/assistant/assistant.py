@@ -33,6 +33,7 @@ from models.assistant.tools import ConstraintMatcher, Toolbox, ToolCallRecord, t
 from models.candidates import Candidate
 from models.labels import NON_RETRIEVAL_INTENTS, Intent, TurnLabels
 from models.llm import LLMGateway, LLMUnavailable
+from models.prompts import PromptSpec
 from models.taxonomy import Taxonomy
 
 CHITCHAT_REPLY = (
@@ -230,6 +231,8 @@ def build_assistant(
     gateway: LLMGateway | None = None,
     mlflow_client: MlflowClient | None = None,
     config: AssistantConfig = AssistantConfig(),
+    parser_prompt: PromptSpec | None = None,
+    story_prompt: PromptSpec | None = None,
 ) -> Assistant:
     """A candidate's assistant over a built index (whose config should be the candidate's preset).
 
@@ -243,7 +246,7 @@ def build_assistant(
         )
     llm = candidate.parser_kind == "llm"
     if llm:
-        parser: TurnParser = LLMParser(gateway, taxonomy)
+        parser: TurnParser = LLMParser(gateway, taxonomy, prompt=parser_prompt)
     elif mlflow_client is None:
         raise ValueError(f"candidate {candidate.key} loads its intent model from MLflow: pass mlflow_client")
     else:
@@ -251,7 +254,7 @@ def build_assistant(
     storyteller = (
         TemplateStoryteller(taxonomy)
         if candidate.story_version is None
-        else LLMStoryteller(gateway, taxonomy)
+        else LLMStoryteller(gateway, taxonomy, prompt=story_prompt)
     )
     agent = LLMAgent(gateway, taxonomy, max_steps=config.max_steps) if llm else None
     return Assistant(parser, index, taxonomy, storyteller, agent, config)

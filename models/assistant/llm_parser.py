@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from models.assistant.parsing import ParseResult
 from models.labels import Intent, Slots, TurnLabels
 from models.llm import LLMGateway, LLMRequest
-from models.prompts import data_json, load_prompt
+from models.prompts import PromptSpec, data_json, load_prompt
 from models.taxonomy import Taxonomy
 
 PARSER_PROMPT = "parse_request"
@@ -40,9 +40,16 @@ def glossary(taxonomy: Taxonomy) -> str:
 
 
 class LLMParser:
-    def __init__(self, gateway: LLMGateway, taxonomy: Taxonomy, prompt_name: str = PARSER_PROMPT) -> None:
+    def __init__(
+        self,
+        gateway: LLMGateway,
+        taxonomy: Taxonomy,
+        prompt_name: str = PARSER_PROMPT,
+        prompt: PromptSpec
+        | None = None,  # a given version (e.g. a variant file); default: prompt_name's file
+    ) -> None:
         self.gateway, self.taxonomy = gateway, taxonomy
-        self.prompt = load_prompt(prompt_name)
+        self.prompt = prompt or load_prompt(prompt_name)
         self._glossary = glossary(taxonomy)
 
     @property

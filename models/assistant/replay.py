@@ -5,6 +5,7 @@ assistants replay in lockstep by turn index: each gateway batch holds one turn o
 """
 
 import json
+import random
 
 import numpy as np
 import polars as pl
@@ -61,6 +62,15 @@ def replay(assistant: Assistant, turns: pl.DataFrame, candidate: str, lockstep: 
                 _row(candidate, cid, i, assistant.respond(session, text)) for i, text in enumerate(texts)
             ]
     return pl.DataFrame(rows, schema=RUN_SCHEMA).sort("conversation_id", "turn_index")
+
+
+def sample_conversations(turns: pl.DataFrame, n: int, seed: int = 7) -> pl.DataFrame:
+    """Every turn of a seeded sample of `n` conversations (all when there are no more than `n`)."""
+    ids = sorted(turns["conversation_id"].unique())
+    if len(ids) <= n:
+        return turns
+    keep = random.Random(seed).sample(ids, n)
+    return turns.filter(pl.col("conversation_id").is_in(keep))
 
 
 def _row(candidate: str, conversation_id: str, turn_index: int, result: TurnResult) -> dict:

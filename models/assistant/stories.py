@@ -18,7 +18,7 @@ from models.assistant.output_guard import OutputGuard, quote_catalog_values
 from models.labels import Constraint
 from models.llm import LLMGateway, LLMRequest
 from models.llm.config import api_key_from_env
-from models.prompts import PLACEHOLDER, data_json, load_prompt
+from models.prompts import PLACEHOLDER, PromptSpec, data_json, load_prompt
 from models.taxonomy import Taxonomy
 
 STORY_PROMPT = "track_story"
@@ -128,8 +128,15 @@ def _wanted_first(values: Sequence[str], wanted: set[str]) -> list[str]:
 
 
 class LLMStoryteller:
-    def __init__(self, gateway: LLMGateway, taxonomy: Taxonomy, prompt_name: str = STORY_PROMPT) -> None:
-        self.gateway, self.prompt = gateway, load_prompt(prompt_name)
+    def __init__(
+        self,
+        gateway: LLMGateway,
+        taxonomy: Taxonomy,
+        prompt_name: str = STORY_PROMPT,
+        prompt: PromptSpec
+        | None = None,  # a given version (e.g. a variant file); default: prompt_name's file
+    ) -> None:
+        self.gateway, self.prompt = gateway, prompt or load_prompt(prompt_name)
         self.fallback = TemplateStoryteller(taxonomy)
         self.taxonomy = taxonomy
         self.guard = OutputGuard(

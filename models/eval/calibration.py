@@ -11,6 +11,7 @@ Label sets (all human judgements, none written for this purpose):
 A judge-based metric is reported beside `calibration_note(...)` of the judge that produced it.
 """
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -24,6 +25,7 @@ from typing import Any, Literal
 import polars as pl
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
+from sklearn.metrics import roc_auc_score
 
 from models.eval.judges import (
     Judge,
@@ -44,6 +46,7 @@ from models.eval.tracking import EvalRun, fingerprint, log_per_item_table, log_r
 from models.golden.cpcd import cpcd_evaluation_turns
 from models.golden.curated import RATING_SCALE, ShownTrack
 from models.llm import BatchStats, LLMGateway
+from models.prompts import prompt_specs
 from models.taxonomy import Taxonomy
 
 EXPERIMENT = "judge-calibration"
@@ -63,6 +66,8 @@ CALIBRATION_SCHEMA = pl.Schema(
         "failures": pl.Int64,
         "position_consistency": pl.Float64,  # pairwise judges only: both orders named the same system
         "dataset_hash": pl.String,
+        # Two-label sets, judges with a graded score (an LLM's logprobs): ROC AUC of the score; else null.
+        "auc": pl.Float64,
     }
 )
 
@@ -88,6 +93,18 @@ class CalibrationTask:
     def item_ids(self) -> list[str]:
         return [item.item_id for item in self.items]
 
+    def sample(self, max_items: int, seed: int = 7) -> "CalibrationTask":
+        """At most `max_items` items, a seeded sample in the original order, with their labels."""
+        if len(self.items) <= max_items:
+            return self
+        keep = sorted(random.Random(seed).sample(range(len(self.items)), max_items))
+        label_sets = [dataclasses.replace(s, human=[s.human[i] for i in keep]) for s in self.label_sets]
+        return CalibrationTask(
+            items=[self.items[i] for i in keep],
+            label_sets=label_sets,
+            dataset_hash=_hash([self.dataset_hash, keep]),
+        )
+
 
 @dataclass(frozen=True)
 class JudgeCalibration:
@@ -101,6 +118,7 @@ class JudgeCalibration:
     failures: int
     position_consistency: float | None = None
     llm_stats: BatchStats | None = field(default=None, repr=False)
+    aucs: dict[str, float] = field(default_factory=dict)  # per two-label set, when the judge scores
 
     def rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -118,6 +136,7 @@ class JudgeCalibration:
                     "failures": self.failures,
                     "position_consistency": self.position_consistency,
                     "dataset_hash": self.dataset_hash,
+                    "auc": self.aucs.get(name),
                 }
             )
         return rows
@@ -130,7 +149,16 @@ def calibrate(judge: Judge, task: CalibrationTask) -> JudgeCalibration:
     answered = [i for i, v in enumerate(verdicts) if v.ok]
     agreements: dict[str, Agreement | None] = {}
     items: dict[str, pl.DataFrame] = {}
+    aucs: dict[str, float] = {}
+    scored = [i for i in answered if verdicts[i].score is not None]
     for label_set in task.label_sets:
+        positive = label_set.labels[0]
+        if len(label_set.labels) == 2 and len({label_set.human[i] for i in scored}) == 2:
+            aucs[label_set.name] = float(
+                roc_auc_score(
+                    [label_set.human[i] == positive for i in scored], [verdicts[i].score for i in scored]
+                )
+            )
         judged = [label_set.judge_label(v.value) if v.ok else None for v in verdicts]
         agreements[label_set.name] = (
             judge_agreement(
@@ -152,8 +180,14 @@ def calibrate(judge: Judge, task: CalibrationTask) -> JudgeCalibration:
                 ],
                 "reason": [v.reason for v in verdicts],
                 "failure": [v.failure for v in verdicts],
+                "score": [v.score for v in verdicts],
             },
-            schema_overrides={"judge": pl.String, "agree": pl.Boolean, "failure": pl.String},
+            schema_overrides={
+                "judge": pl.String,
+                "agree": pl.Boolean,
+                "failure": pl.String,
+                "score": pl.Float64,
+            },
         )
     swap = judgements.swap if isinstance(judgements, PairwiseJudgements) else None
     prompt = getattr(judge, "prompt", None)
@@ -168,6 +202,7 @@ def calibrate(judge: Judge, task: CalibrationTask) -> JudgeCalibration:
         failures=judgements.failures,
         position_consistency=swap.consistency_rate if swap else None,
         llm_stats=judgements.llm_stats,
+        aucs=aucs,
     )
 
 
@@ -378,11 +413,15 @@ def log_calibration(
         "label_sets": ",".join(calibration.agreements),
     }
     metrics = {"failures": float(calibration.failures)}
+    if calibration.llm_stats is not None:  # tokens and wall time of this judge's batch
+        metrics |= {k: float(v) for k, v in calibration.llm_stats.as_flat_dict().items()}
     if calibration.position_consistency is not None:
         metrics["position_consistency"] = calibration.position_consistency
     for agreement_name, agreement in calibration.agreements.items():
         if agreement is not None:
             metrics |= agreement.to_metrics(prefix=agreement_name)
+        if agreement_name in calibration.aucs:
+            metrics[f"{agreement_name}.auc"] = calibration.aucs[agreement_name]
 
     def log(run_id: str) -> None:
         now = int(time.time() * 1000)
@@ -433,9 +472,16 @@ def golden_tasks(
 
 
 def calibrate_judges(
-    tasks: CalibrationTasks, taxonomy: Taxonomy, corpus: pl.DataFrame, gateway: LLMGateway | None = None
+    tasks: CalibrationTasks,
+    taxonomy: Taxonomy,
+    corpus: pl.DataFrame,
+    gateway: LLMGateway | None = None,
+    llm_items: int | None = None,
+    seed: int = 7,
 ) -> list[JudgeCalibration]:
-    """The code graders always; the LLM judges too when a gateway is online (one batch per judge)."""
+    """The code graders on every item always; when a gateway is online, every prompt version of each
+    LLM judge (`judge_relevance.yaml`, `judge_relevance.v2.yaml`, ...) on a seeded sample of at most
+    `llm_items` items per task (one batch per judge version)."""
     texts = corpus.select(
         pl.concat_str(
             [pl.col("title"), pl.col("artists").list.join(" "), pl.col("album")],
@@ -448,9 +494,11 @@ def calibrate_judges(
         (ResponseRulesGrader(taxonomy), tasks.responses),
     ]
     if gateway is not None and gateway.available:
-        plan += [
-            (LLMRelevanceJudge(gateway), tasks.relevance),
-            (LLMResponseJudge(gateway), tasks.responses),
-            (LLMPairwiseJudge(gateway), tasks.pairs),
-        ]
+        for judge, task in (
+            (LLMRelevanceJudge, tasks.relevance),
+            (LLMResponseJudge, tasks.responses),
+            (LLMPairwiseJudge, tasks.pairs),
+        ):
+            sample = task.sample(llm_items, seed) if llm_items else task
+            plan += [(judge(gateway, prompt), sample) for prompt in prompt_specs(judge.prompt_name)]
     return [calibrate(judge, task) for judge, task in plan]

@@ -47,7 +47,7 @@ from models.golden.cpcd import BASELINE_KS, CpcdGolden, cpcd_evaluation_turns, r
 from models.golden.curated import Behaviour, ShownTrack
 from models.intent.slots import slot_pairs
 from models.labels import Constraint, Intent, Slots, TurnLabels
-from models.prompts import PLACEHOLDER, load_prompt
+from models.prompts import PLACEHOLDER, prompt_specs
 from models.taxonomy import Taxonomy
 
 CURATED, CPCD = "golden_curated", "golden_cpcd"
@@ -122,7 +122,8 @@ def _prompt_guard() -> OutputGuard:
         [
             PLACEHOLDER.sub(" ", m["content"])
             for name in ASSISTANT_PROMPTS
-            for m in load_prompt(name).messages
+            for spec in prompt_specs(name)  # every version a candidate may run
+            for m in spec.messages
             if m["role"] == "system"
         ]
     )
@@ -401,7 +402,9 @@ def gate_on_golden_sets(
 def _paired(
     golden_set: str, champion: str, tables: Mapping[str, pl.DataFrame], keys: Sequence[str]
 ) -> dict[str, pl.DataFrame]:
-    """Each candidate's table in the champion's turn order; every turn must pair."""
+    """Each candidate's table in the champion's turn order. Every challenger turn must pair with a champion
+    turn; a challenger may cover a subset (an LLM candidate replays a sample of the conversations,
+    SETLIST_LLM__EVAL_CONVERSATIONS): its other turns are null, and the gate compares it where it ran."""
     key = ["conversation_id", "turn_index"]
     if champion not in tables:
         raise ValueError(f"the champion {champion} has no {golden_set} results")
@@ -410,13 +413,13 @@ def _paired(
     for k in keys:
         if k not in tables:
             raise ValueError(f"{k} has no {golden_set} results")
-        aligned = base.select(key).join(tables[k], on=key, how="inner", maintain_order="left")
-        if aligned.height != base.height or tables[k].height != base.height:
+        paired = tables[k].join(base.select(key), on=key, how="semi").height
+        if paired != tables[k].height:
             raise ValueError(
-                f"only {aligned.height} of {base.height} {golden_set} turns of {k} pair up with the champion's; "
+                f"only {paired} of {tables[k].height} {golden_set} turns of {k} pair up with the champion's; "
                 "were both run on one golden version?"
             )
-        out[k] = aligned
+        out[k] = base.select(key).join(tables[k], on=key, how="left", maintain_order="left")
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, SecretStr, field_validator
@@ -45,8 +46,26 @@ class GatewayConfig(BaseModel):
     max_validation_retries: int = Field(
         default=2, ge=0, description="re-asks after an answer fails its schema"
     )
+    structured_output: Literal["json_schema", "json_object"] = Field(
+        default="json_schema",
+        description="json_schema (OpenAI structured outputs; a 400/422 falls back to JSON mode by itself) or "
+        "json_object from the first request: JSON mode with the schema sent along, for servers that answer "
+        "json_schema with another error (llama-cpp-python's answers 500)",
+    )
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     cache_path: Path | None = Path(".setlist/llm_cache.sqlite")
+    # How much work LLM mode sends: a small model on a CPU answers about one short request a second.
+    synthetic_conversations: PositiveInt = Field(
+        default=20, description="conversations an LLM generator partition writes"
+    )
+    judge_items: PositiveInt = Field(
+        default=100, description="items per label set an LLM judge is calibrated on (a seeded sample)"
+    )
+    eval_conversations: PositiveInt | None = Field(
+        default=12,
+        description="curated conversations an LLM candidate replays (a seeded sample; None: all); "
+        "the gate pairs it with the champion on those turns",
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -11,6 +11,7 @@ import logging
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -139,6 +140,9 @@ class LLMGateway:
             ResponseCache(self.config.cache_path) if self.available and self.config.cache_path else None
         )
         self._json_object_models: set[str] = set()  # endpoints that rejected json_schema
+        # Running totals over every batch (requests, api_calls, tokens, wall_s): a caller that makes
+        # several batches (an assistant replay) reads its usage as the difference.
+        self.totals: Counter[str] = Counter()
 
     @property
     def available(self) -> bool:
@@ -226,6 +230,14 @@ class LLMGateway:
             cost_usd=cost,
             wall_s=time.perf_counter() - started,
         )
+        self.totals.update(
+            requests=stats.requests,
+            api_calls=stats.api_calls,
+            prompt_tokens=stats.prompt_tokens,
+            completion_tokens=stats.completion_tokens,
+            failed=stats.failed,
+            wall_s=stats.wall_s,
+        )
         log.info(
             "LLM batch: %d requests, %d cached, %d failed %s, $%.4f",
             stats.requests,
@@ -272,6 +284,7 @@ class LLMGateway:
             content=content,
             output=output,
             tool_calls=payload.get("tool_calls"),
+            logprobs=payload.get("logprobs"),
             cached=True,
             prompt_tokens=payload.get("prompt_tokens", 0),
             completion_tokens=payload.get("completion_tokens", 0),
@@ -308,15 +321,20 @@ class LLMGateway:
 
         validation_retries_left = self.config.max_validation_retries
         while True:
-            json_schema_mode = prep.schema is not None and prep.model not in self._json_object_models
+            json_schema_mode = (
+                prep.schema is not None
+                and self.config.structured_output == "json_schema"
+                and prep.model not in self._json_object_models
+            )
             body = self._body(request, prep, messages, json_schema_mode)
             attempts += 1
             started = time.perf_counter()
             try:
                 data = await run.post(body, estimated_tokens)
-            except openai.BadRequestError as exc:
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
                 if json_schema_mode:
-                    # The endpoint has no structured outputs: use JSON mode and validate ourselves.
+                    # The endpoint has no structured outputs (llama-cpp-python answers 422): use JSON mode
+                    # and validate ourselves.
                     self._json_object_models.add(prep.model)
                     log.info("%s rejected response_format json_schema; using JSON mode", prep.model)
                     continue
@@ -333,6 +351,7 @@ class LLMGateway:
             choice = data["choices"][0]
             message = choice["message"]
             content = message.get("content")
+            logprobs = (choice.get("logprobs") or {}).get("content")
             if message.get("refusal"):
                 return finish("refusal", self._scrub(str(message["refusal"])))
             if choice.get("finish_reason") == "length":
@@ -340,7 +359,7 @@ class LLMGateway:
             if message.get("tool_calls"):
                 return finish(content=content, tool_calls=message["tool_calls"])
             if request.output_schema is None:
-                return finish(content=content)
+                return finish(content=content, logprobs=logprobs)
             try:
                 output = request.output_schema.model_validate_json(content or "")
             except ValidationError as exc:
@@ -356,7 +375,7 @@ class LLMGateway:
                     },
                 ]
                 continue
-            return finish(content=content, output=output)
+            return finish(content=content, output=output, logprobs=logprobs)
 
     def _body(
         self, request: LLMRequest, prep: _Prepared, messages: list[dict[str, Any]], json_schema_mode: bool
@@ -377,7 +396,8 @@ class LLMGateway:
             else:
                 instruction = f"Answer with one JSON object that conforms to this JSON schema:\n{json.dumps(prep.schema)}"
                 body["messages"] = [{"role": "system", "content": instruction}, *messages]
-                body["response_format"] = {"type": "json_object"}
+                # Servers whose JSON mode takes a schema (llama.cpp) constrain decoding to it; others ignore it.
+                body["response_format"] = {"type": "json_object", "schema": prep.schema}
         return body
 
     @staticmethod
@@ -399,6 +419,7 @@ def _payload(result: LLMResult) -> dict[str, Any]:
     return {
         "content": result.content,
         "tool_calls": result.tool_calls,
+        "logprobs": result.logprobs,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
     }

@@ -31,6 +31,8 @@ class LLMResult:
     content: str | None = None
     output: BaseModel | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    # Per answer token {"token", "logprob", "top_logprobs"}, when the request asked for logprobs.
+    logprobs: list[dict[str, Any]] | None = None
     failure: str | None = None
     detail: str | None = None
     cached: bool = False

@@ -162,8 +162,9 @@ class LLMTestServer:
 
     ``request_count`` (also ``GET /_stats``) counts chat-completion requests received,
     ``bodies`` keeps their JSON bodies and ``faults`` counts the faults injected.
-    ``reject_json_schema`` answers 400 to ``response_format: json_schema`` like servers
-    without structured outputs; ``api_key`` makes it answer 401 to any other key.
+    ``reject_json_schema`` answers ``reject_status`` (400, or 422 like llama-cpp-python) to
+    ``response_format: json_schema`` like servers without structured outputs; ``api_key`` makes it
+    answer 401 to any other key.
     """
 
     __test__ = False  # not a pytest test class
@@ -174,13 +175,14 @@ class LLMTestServer:
         faults: FaultPlan | None = None,
         *,
         reject_json_schema: bool = False,
+        reject_status: int = 400,
         api_key: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.responder = responder
         self.faults = faults or FaultPlan()
-        self.reject_json_schema = reject_json_schema
+        self.reject_json_schema, self.reject_status = reject_json_schema, reject_status
         self.api_key = api_key
         self.host, self.port = host, port
         self.request_count = 0
@@ -254,7 +256,9 @@ class LLMTestServer:
             return _error(401, f"Incorrect API key provided: {sent}", "invalid_request_error")
         response_format = body.get("response_format") or {}
         if self.reject_json_schema and response_format.get("type") == "json_schema":
-            return _error(400, "response_format json_schema is not supported", "invalid_request_error")
+            return _error(
+                self.reject_status, "response_format json_schema is not supported", "invalid_request_error"
+            )
 
         fault = self.faults.next_fault(index)
         self.fault_counts[fault] += 1

@@ -1,6 +1,8 @@
-"""Prompts as reviewed files: one YAML file per prompt in this folder.
+"""Prompts as reviewed files: one YAML file per prompt version in this folder.
 
-A prompt file holds a description, the chat messages (with `{{placeholders}}`, MLflow's
+`<name>.yaml` is a prompt's default version; `<name>.<variant>.yaml` (e.g. `parse_request.v2.yaml`)
+is another version of the same prompt, kept beside it so both can be registered and evaluated as
+candidates side by side. A prompt file holds a description, the chat messages (with `{{placeholders}}`, MLflow's
 template syntax, so a registered version also works with `mlflow.genai.load_prompt(...).format`),
 model parameters and its output schema as an import path ("models.labels:TurnLabels", a pydantic
 model owned by the task's module). Its content hash is its version: the
@@ -34,6 +36,7 @@ class PromptSpec:
     model_parameters: dict[str, object]
     output_schema: str
     path: Path
+    variant: str | None = None  # None for the default file, "v2" for `<name>.v2.yaml`
 
     @property
     def content_hash(self) -> str:
@@ -78,7 +81,9 @@ class PromptSpec:
 
 
 def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> PromptSpec:
+    """`name` is a file stem: "parse_request" (the default version) or "parse_request.v2"."""
     path = directory / f"{name}.yaml"
+    name, _, variant = name.partition(".")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
@@ -107,6 +112,7 @@ def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> PromptSpec:
         model_parameters=dict(raw["model_parameters"]),
         output_schema=str(raw["output_schema"]),
         path=path,
+        variant=variant or None,
     )
 
 
@@ -118,4 +124,15 @@ def data_json(value: object) -> str:
 
 
 def prompt_names(directory: Path = PROMPTS_DIR) -> list[str]:
-    return sorted(p.stem for p in directory.glob("*.yaml"))
+    return sorted({p.stem.partition(".")[0] for p in directory.glob("*.yaml")})
+
+
+def prompt_specs(name: str, directory: Path = PROMPTS_DIR) -> list[PromptSpec]:
+    """Every file of one prompt: the default first, then the variants by name."""
+    variants = sorted(p.stem for p in directory.glob(f"{name}.*.yaml"))
+    return [load_prompt(stem, directory) for stem in [name, *variants]]
+
+
+def prompt_by_hash(name: str, content_hash: str, directory: Path = PROMPTS_DIR) -> PromptSpec | None:
+    """The file of prompt `name` whose content hash is `content_hash`, if one is in the folder."""
+    return next((s for s in prompt_specs(name, directory) if s.content_hash == content_hash), None)

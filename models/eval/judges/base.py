@@ -21,6 +21,9 @@ class Verdict:
     value: Label | None  # None exactly when the judge failed on the item
     reason: str
     failure: str | None = None
+    # A graded belief behind the value where the judge has one (an LLM's P(relevant) or expected rating
+    # from token logprobs): calibration reports its AUC beside the value's kappa.
+    score: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -6,6 +6,7 @@ error, refusal, off-schema answer) is a verdict with its failure reason; the bat
 """
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,16 +44,39 @@ def _answer(item: ResponseItem) -> str:
     return data_field({"response": item.response, "shown_tracks": shown})
 
 
+def label_probabilities(
+    logprobs: Sequence[dict[str, Any]] | None, labels: Sequence[str]
+) -> dict[str, float] | None:
+    """At the first answer token that is one of `labels`, the model's probability of each label,
+    renormalised over the labels among that position's top logprobs; None without logprobs."""
+    for position in logprobs or ():
+        if position["token"].strip() not in labels:
+            continue
+        mass: dict[str, float] = {}
+        for option in [position, *position.get("top_logprobs", [])]:
+            token = option["token"].strip()
+            if token in labels and token not in mass:
+                mass[token] = math.exp(option["logprob"])
+        total = sum(mass.values())
+        return {label: mass.get(label, 0.0) / total for label in labels}
+    return None
+
+
 class PromptedJudge:
     """What the LLM judges share: the prompt file, its schema and turning gateway results into verdicts."""
 
-    name: str
+    base_name: str
     prompt_name: str
 
     def __init__(self, gateway: LLMGateway, prompt: PromptSpec | None = None) -> None:
         self.gateway = gateway
         self.prompt = prompt or load_prompt(self.prompt_name)
         self.schema: type[BaseModel] = self.prompt.schema()
+
+    @property
+    def name(self) -> str:
+        """`llm_relevance`, or `llm_relevance.v2` for the prompt file `judge_relevance.v2.yaml`."""
+        return self.base_name + (f".{self.prompt.variant}" if self.prompt.variant else "")
 
     @property
     def version(self) -> str:
@@ -73,9 +97,13 @@ class PromptedJudge:
         return self.gateway.map(requests)
 
     @staticmethod
-    def _verdicts(batch: BatchResult, value: Callable[[Any], Label]) -> Judgements:
+    def _verdicts(
+        batch: BatchResult,
+        value: Callable[[Any], Label],
+        score: Callable[[Sequence[dict[str, Any]] | None], float | None] = lambda _: None,
+    ) -> Judgements:
         verdicts = [
-            Verdict(value(r.output), r.output.reason)
+            Verdict(value(r.output), getattr(r.output, "reason", ""), score=score(r.logprobs))
             if r.ok and r.output is not None
             else Verdict(None, r.detail or r.failure or "no answer", failure=r.failure or "no_output")
             for r in batch
@@ -83,8 +111,18 @@ class PromptedJudge:
         return Judgements(verdicts, batch.stats)
 
 
+def _p_relevant(logprobs: Sequence[dict[str, Any]] | None) -> float | None:
+    probabilities = label_probabilities(logprobs, ("true", "false"))
+    return probabilities["true"] if probabilities else None
+
+
+def _expected_rating(logprobs: Sequence[dict[str, Any]] | None) -> float | None:
+    probabilities = label_probabilities(logprobs, ("1", "2", "3", "4", "5"))
+    return sum(int(label) * p for label, p in probabilities.items()) if probabilities else None
+
+
 class LLMRelevanceJudge(PromptedJudge):
-    name = "llm_relevance"
+    base_name = "llm_relevance"
     prompt_name = "judge_relevance"
 
     def judge(self, items: Sequence[RelevanceItem]) -> Judgements:
@@ -103,18 +141,18 @@ class LLMRelevanceJudge(PromptedJudge):
             for item in items
         ]
         return self._verdicts(
-            self._ask(fields, [item.item_id for item in items]), lambda out: bool(out.relevant)
+            self._ask(fields, [item.item_id for item in items]), lambda out: bool(out.relevant), _p_relevant
         )
 
 
 class LLMResponseJudge(PromptedJudge):
-    name = "llm_response"
+    base_name = "llm_response"
     prompt_name = "judge_response"
 
     def judge(self, items: Sequence[ResponseItem]) -> Judgements:
         fields = [{**_response_fields(item), "answer": _answer(item)} for item in items]
         return self._verdicts(
-            self._ask(fields, [item.item_id for item in items]), lambda out: int(out.rating)
+            self._ask(fields, [item.item_id for item in items]), lambda out: int(out.rating), _expected_rating
         )
 
 
@@ -128,7 +166,7 @@ class PairwiseJudgements(Judgements):
 class LLMPairwiseJudge(PromptedJudge):
     """A vs B, asked in both orders in one batch; a win needs both orders to agree, else it is a tie."""
 
-    name = "llm_pairwise"
+    base_name = "llm_pairwise"
     prompt_name = "judge_pairwise"
 
     def judge(self, items: Sequence[PairItem]) -> PairwiseJudgements:

@@ -25,3 +25,15 @@ class ResponseJudgement(_Answer):
 class PairwiseJudgement(_Answer):
     reason: str
     winner: Literal["first", "second", "tie"]
+
+
+class RelevanceVerdict(_Answer):
+    """The verdict alone, as the answer's first value: its token's logprobs give P(relevant)."""
+
+    relevant: bool
+
+
+class RatingVerdict(_Answer):
+    """The rating alone, as the answer's first value: its token's logprobs give an expected rating."""
+
+    rating: Literal[1, 2, 3, 4, 5]

@@ -1,0 +1,166 @@
+"""Throughput of the local LLM server: judgements/s and generated tokens/s.
+
+    python -m benchmarks.llm_server [--judgements 8] [--in-flight 4]
+
+Every row sends the same relevance judgements (the `judge_relevance` prompt, JSON mode with the schema,
+the gateway's cache off) to a fresh `llama_cpp.server` (what `setlist llm serve` runs) on a free
+127.0.0.1 port, with the model `setlist llm install` assembled. Rows:
+
+- 2 CPU threads, one request in flight: the default (`SETLIST_LOCAL_LLM__THREADS=2`), the baseline;
+- 1 thread, one in flight: on a machine whose cores are busy with other work, two threads that must meet
+  at a barrier every step lose far more than the second core gives;
+- 1 thread, `--in-flight` requests: llama-cpp-python 0.3.36's server has no parallel slots (one model
+  behind a lock, no continuous batching), so more in flight only queue: the gateway's concurrency
+  follows the server's one slot (`SETLIST_LLM__MAX_CONCURRENCY=1`).
+
+The table prints the machine's load average beside it: these figures move with what else runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.eval.judges import LLMRelevanceJudge, RelevanceItem
+from models.llm import GatewayConfig, LLMGateway
+from models.llm.local_server import (
+    LOOPBACK,
+    QWEN_CODER_1_5B,
+    LocalLLMError,
+    ServerConfig,
+    start_server,
+    stop_server,
+)
+from orchestration.settings import load_settings
+
+REQUESTS = [
+    "calm piano music for reading",
+    "something energetic for a morning run",
+    "sad songs with acoustic guitar",
+    "90s hip hop for a road trip",
+    "relaxing jazz for dinner, no vocals",
+    "epic orchestral music for studying",
+]
+TRACKS = [
+    ("Gymnopédie No. 1", "Erik Satie", ("genre/classical", "instrument/piano", "mood/calm")),
+    ("Lose Yourself", "Eminem", ("genre/hiphop", "mood/energetic")),
+    ("Hurt", "Johnny Cash", ("genre/country", "instrument/acousticguitar", "mood/sad")),
+    ("So What", "Miles Davis", ("genre/jazz", "instrument/trumpet", "mood/relaxing")),
+]
+
+
+def items(n: int) -> list[RelevanceItem]:
+    return [
+        RelevanceItem(
+            f"bench-{i}",
+            f"user: {REQUESTS[i % len(REQUESTS)]}",
+            TRACKS[i % len(TRACKS)][0],
+            (TRACKS[i % len(TRACKS)][1],),
+            tags=TRACKS[i % len(TRACKS)][2],
+        )
+        for i in range(n)
+    ]
+
+
+@dataclass
+class Row:
+    server: str
+    slots: int
+    in_flight: int
+    judgements: int
+    failed: int
+    wall_s: float
+    completion_tokens: int
+    latency_p50_s: float
+
+    @property
+    def judgements_per_s(self) -> float:
+        return (self.judgements - self.failed) / self.wall_s
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.wall_s
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def judge(base_url: str, in_flight: int, n: int, timeout_s: float) -> tuple[int, float, int, float]:
+    gateway = LLMGateway(
+        GatewayConfig(
+            base_url=base_url,
+            model=QWEN_CODER_1_5B.name,
+            max_concurrency=in_flight,
+            timeout_s=timeout_s,
+            max_retries=0,
+            cache_path=None,
+        )
+    )
+    started = time.perf_counter()
+    judgements = LLMRelevanceJudge(gateway).judge(items(n))
+    wall = time.perf_counter() - started
+    stats = judgements.llm_stats
+    assert stats is not None
+    return judgements.failures, wall, stats.completion_tokens, stats.latency_p50_s
+
+
+def server_row(model: Path, threads: int, in_flight: int, n: int, work: Path, timeout_s: float) -> Row:
+    config = ServerConfig(model, QWEN_CODER_1_5B.name, port=free_port(), threads=threads, ctx=4096)
+    state = start_server(config, work / "server.json", work / "server.log")
+    try:
+        judge(state.base_url, 1, 1, timeout_s)  # warm-up: page the weights in, cache the system prompt
+        failed, wall, tokens, p50 = judge(state.base_url, in_flight, n, timeout_s)
+        return Row(f"llama_cpp.server, {threads} threads", 1, in_flight, n, failed, wall, tokens, p50)
+    finally:
+        stop_server(work / "server.json")
+
+
+def print_table(rows: list[Row]) -> None:
+    baseline = rows[0]
+    print(f"\n{baseline.judgements} relevance judgements each; baseline: the first row\n")
+    print(
+        "| server | slots | in flight | judgements/s | generated tokens/s | p50 latency s | failed | vs baseline |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(
+            f"| {row.server} | {row.slots} | {row.in_flight} | {row.judgements_per_s:.2f} | "
+            f"{row.tokens_per_s:.1f} | {row.latency_p50_s:.1f} | {row.failed} | "
+            f"{row.judgements_per_s / baseline.judgements_per_s:.2f}x |"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--judgements", type=int, default=8)
+    parser.add_argument("--in-flight", type=int, default=4)
+    parser.add_argument("--timeout-s", type=float, default=900)
+    args = parser.parse_args(argv)
+    model = load_settings().local_llm_dir / "models" / QWEN_CODER_1_5B.filename
+    if not model.exists():
+        sys.exit(f"{model} is missing: run `setlist llm install` first")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            rows = [
+                server_row(model, threads, in_flight, args.judgements, Path(tmp), args.timeout_s)
+                for threads, in_flight in ((2, 1), (1, 1), (1, args.in_flight))
+            ]
+        except LocalLLMError as err:
+            sys.exit(f"error: {err}")
+    print_table(rows)
+    print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
