@@ -298,9 +298,9 @@ class Assistant:
             matcher = ConstraintMatcher(
                 self.index, self.taxonomy, after.constraint, after.excluded_artist_ids
             )
-            if matcher.relaxed:
+            if matcher.relaxed:  # the answer shows the closest tracks and says so
                 asked_for = describe_constraint(after.constraint, self.taxonomy)
-                return "no_match", f"Nothing in the catalog is {asked_for}. Which part should I relax?"
+                return "no_match", f"Which part of {asked_for} should I relax?"
         return None
 
     def _finish(self, turn: _Turn, stories, latency_ms: float) -> TurnResult:

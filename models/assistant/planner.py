@@ -62,7 +62,9 @@ class Planner:
             ranked = toolbox.shape([h.track_id for h in fuse(ranked_lists, self.config.rrf_k)])
         else:
             ranked = next(iter(rankings.values()))
-        slate = ranked[: toolbox.k]
+        # The slate repeats nothing shown before while anything else fits (the ranking keeps repeats last).
+        fresh = [t for t in ranked[: toolbox.k] if t not in state.seen]
+        slate = fresh or ranked[: toolbox.k]
         matcher = ConstraintMatcher(toolbox.index, self.taxonomy, state.constraint, state.excluded_artist_ids)
         return Answer(slate, self._response(state, labels, toolbox, matcher, slate, fallback), ranked=ranked)
 
@@ -90,6 +92,8 @@ class Planner:
             sentences = [f"Here {'is' if len(slate) == 1 else 'are'} {kind}{plural(len(slate), 'track')}"]
             sentences[0] += f" for {asked}." if asked else "."
         notes = matcher.notes()
+        if set(slate) <= set(state.seen):
+            notes.append("nothing else in the catalog fits, so these were all shown before")
         if notes:
             sentences.append(f"Note: {'; '.join(notes)}.")
         return " ".join(sentences)

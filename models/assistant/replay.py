@@ -63,12 +63,12 @@ def replay(assistant: Assistant, turns: pl.DataFrame, candidate: str, lockstep: 
         for i in range(max(map(len, conversations.values()), default=0)):
             at_turn = [cid for cid, turns_of in conversations.items() if i < len(turns_of)]
             for cid in at_turn:
-                _give_feedback(sessions[cid], *conversations[cid][i][1:])
+                _give_feedback(sessions[cid], *conversations[cid][i][2:])
             results = assistant.respond_batch(
-                [sessions[c] for c in at_turn], [conversations[c][i][0] for c in at_turn]
+                [sessions[c] for c in at_turn], [conversations[c][i][1] for c in at_turn]
             )
             rows += [
-                _row(candidate, cid, i, conversations[cid][i], r)
+                _row(candidate, cid, conversations[cid][i], r)
                 for cid, r in zip(at_turn, results, strict=True)
             ]
     else:

@@ -29,6 +29,7 @@ from models.assistant.co_likes import CoLikes
 from models.assistant.filters import Filters
 from models.assistant.fusion import Hit
 from models.assistant.retrieval import CatalogIndex
+from models.assistant.stories import describe_constraint
 from models.labels import Constraint
 from models.taxonomy import CATALOG_COLUMN, FACETS, Taxonomy
 
@@ -122,6 +123,7 @@ def track_card(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "track_id": row["track_id"],
         "artist_id": row["artist_id"],
+        "album_id": row["album_id"],
         "title": row["title"],
         "artists": row["artists"] or [],
         "album": row["album"],
@@ -217,7 +219,8 @@ class ConstraintMatcher:
         if self.relaxed:
             notes.append("nothing in the catalog matches all of that, so these are the closest")
         elif self.soft_nodes:
-            names = ", ".join(_node_name(n, self.taxonomy) for n in self.soft_nodes)
+            soft = {f: [n for n in ns if n in self.soft_nodes] for f, ns in self.constraint.required.items()}
+            names = describe_constraint(Constraint(required=soft), self.taxonomy)
             notes.append(f"the catalog has no tags for {names}, so I searched for the words instead")
         if self.ignored_duration:
             notes.append("the catalog has no track durations, so I could not check the length")
@@ -453,11 +456,6 @@ def _slates(ordered: np.ndarray, primary: np.ndarray, cap: int, exempt: set[int]
             pages[i] = placed[artist] // cap
             placed[artist] += 1
     return ordered[np.argsort(pages, kind="stable")]
-
-
-def _node_name(node_id: str, taxonomy: Taxonomy) -> str:
-    node = taxonomy.nodes.get(node_id)
-    return node.name if node else node_id.split("/", 1)[-1]
 
 
 def _tighter(current: float | None, extra: float | None, pick) -> float | None:

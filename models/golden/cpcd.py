@@ -273,6 +273,11 @@ def with_cpcd_part(turns: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def cpcd_preference_turns(turns: pl.DataFrame) -> pl.DataFrame:
+    """The CPCD turns that train preferences (and co-likes): evaluation never scores them."""
+    return with_cpcd_part(turns).filter(pl.col("cpcd_part") == "preference_training").drop("cpcd_part")
+
+
 def cpcd_evaluation_turns(turns: pl.DataFrame) -> pl.DataFrame:
     """The CPCD turns evaluation may use: none of them ever produces a preference pair."""
     return with_cpcd_part(turns).filter(pl.col("cpcd_part") == "evaluation").drop("cpcd_part")
