@@ -98,7 +98,8 @@ def test_likes_steer_the_next_slate_and_nothing_repeats(taxonomy) -> None:
     more = assistant.respond(session, "more please")
     assert not more.asked_clarification and more.tracks and "you liked" in more.response
     assert not set(more.track_ids) & set(first.track_ids)  # neither shown nor liked tracks come back
-    assert [_artist(assistant, t) for t in more.track_ids] == ["Hank Williams"] * 2  # all that is left of them
+    # All that is left of the liked artist: the two Hank Williams tracks not shown yet.
+    assert [_artist(assistant, t) for t in more.track_ids] == ["Hank Williams"] * 2
     assert more.state["liked"] == {first.track_ids[0]: 1}
 
 
