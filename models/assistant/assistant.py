@@ -156,10 +156,12 @@ class Assistant:
         """One turn of each conversation; sessions are updated in place."""
         started = time.perf_counter()
         ignored = [self._take_feedback(s) for s in sessions]
-        texts = [" ".join(t.split())[:MAX_TURN_CHARS] for t in texts]
+        spaced = [" ".join(t.split()) for t in texts]
+        texts = [t[:MAX_TURN_CHARS] for t in spaced]
         parses = self.parser.parse_batch(texts, [s.history for s in sessions])
         turns = [
-            self._prepare(s, t, p, i) for s, t, p, i in zip(sessions, texts, parses, ignored, strict=True)
+            self._prepare(s, t, len(full) > MAX_TURN_CHARS, p, i)
+            for s, t, full, p, i in zip(sessions, texts, spaced, parses, ignored, strict=True)
         ]
         acting = [t for t in turns if t.acts]
         if self.agent is not None:
@@ -183,14 +185,14 @@ class Assistant:
         liked, disliked = session.pending_likes, session.pending_dislikes
         session.pending_likes, session.pending_dislikes = [], []
         unknown = [t for t in dict.fromkeys([*liked, *disliked]) if self.index.get_track(t) is None]
-        known = set(unknown).isdisjoint
         if liked or disliked:
-            session.state = session.state.with_feedback(
-                [t for t in liked if known([t])], [t for t in disliked if known([t])]
-            )
+            known = [[t for t in ids if t not in unknown] for ids in (liked, disliked)]
+            session.state = session.state.with_feedback(*known)
         return unknown
 
-    def _prepare(self, session: Session, text: str, parse: ParseResult, ignored: list[str]) -> _Turn:
+    def _prepare(
+        self, session: Session, text: str, cut: bool, parse: ParseResult, ignored: list[str]
+    ) -> _Turn:
         before = session.state
         mentions = self.index.names.find(text)
         shown = [self.index.get_track(t) for t in before.shown]
@@ -224,21 +226,16 @@ class Assistant:
             self.index, self.taxonomy, after.constraint, after.excluded_artist_ids, steering=steering
         )
         question = self._question(parse, labels, before, after, bool(mentions))
-        has_context = bool(
-            after.topic or after.constraint != before.constraint or after.liked or after.artists
-        )
-        acts = _acts(labels.intent) and (question is None or question[0] != "unresolved_reference")
-        acts = (
-            acts
-            or (question is not None and question[0] == "vague")
-            or (
-                question is not None
-                and has_context
-                and labels.intent not in (Intent.CHITCHAT, Intent.OUT_OF_SCOPE)
+        acts = _acts(labels.intent)
+        if question is not None:  # the question comes with a slate whenever there is anything to go on
+            ongoing = bool(
+                after.topic or after.constraint != before.constraint or after.liked or after.artists
             )
-        )
+            acts = question[0] == "vague" or (
+                ongoing and labels.intent not in (Intent.CHITCHAT, Intent.OUT_OF_SCOPE)
+            )
         notes = [*followup.unmet]
-        if len(text) == MAX_TURN_CHARS:
+        if cut:
             notes.append(f"your message was long, so I read its first {MAX_TURN_CHARS} characters")
         return _Turn(session, text, parse, labels, after, toolbox, question, acts, ignored, notes)
 
@@ -318,8 +315,8 @@ class Assistant:
             parts.append(turn.question[1])
         response = " ".join(parts)
         track_ids = answer.track_ids if answer else []
-        ranked = (answer.ranked or track_ids) if answer else []
-        if answer is not None and answer.ranked != ranked:  # an agent's picks, then the searches behind them
+        ranked = answer.ranked if answer else []
+        if answer is not None and not ranked:  # an agent's picks, then the rankings of its searches
             ranked = list(dict.fromkeys([*track_ids, *(t for r in turn.toolbox.rankings for t in r)]))
         told: list[StoryResult] = [next(stories) for _ in track_ids[: self.config.stories]]
         # A bare question leaves the state as it was: nothing was decided. Shown tracks are remembered.
