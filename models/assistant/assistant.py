@@ -35,7 +35,7 @@ from models.assistant.stories import (
     TemplateStoryteller,
     describe_constraint,
 )
-from models.assistant.tools import ConstraintMatcher, Steering, Toolbox, ToolCallRecord, track_card
+from models.assistant.tools import Steering, Toolbox, ToolCallRecord, track_card
 from models.candidates import Candidate
 from models.labels import NON_RETRIEVAL_INTENTS, Intent, Slots, TurnLabels
 from models.llm import LLMGateway, LLMUnavailable
@@ -225,7 +225,7 @@ class Assistant:
         toolbox = Toolbox(
             self.index, self.taxonomy, after.constraint, after.excluded_artist_ids, steering=steering
         )
-        question = self._question(parse, labels, before, after, bool(mentions))
+        question = self._question(parse, labels, before, toolbox, bool(mentions))
         acts = _acts(labels.intent)
         if question is not None:  # the question comes with a slate whenever there is anything to go on
             ongoing = bool(
@@ -272,7 +272,7 @@ class Assistant:
         parse: ParseResult,
         labels: TurnLabels,
         before: DialogueState,
-        after: DialogueState,
+        toolbox: Toolbox,
         mentioned: bool,
     ) -> tuple[str, str] | None:
         """The ambiguity policy: at most one question, and only when acting would be a guess."""
@@ -291,13 +291,10 @@ class Assistant:
             return "conflict", f"You asked both for and against {names} — which should it be?"
         if labels.slots.track_refs and not (before.referenced(labels) or before.focus):
             return "unresolved_reference", "Which track do you mean? I haven't shown any yet."
-        if labels.intent not in NON_RETRIEVAL_INTENTS:
-            matcher = ConstraintMatcher(
-                self.index, self.taxonomy, after.constraint, after.excluded_artist_ids
-            )
-            if matcher.relaxed:  # the answer shows the closest tracks and says so
-                asked_for = describe_constraint(after.constraint, self.taxonomy)
-                return "no_match", f"Which part of {asked_for} should I relax?"
+        if labels.intent not in NON_RETRIEVAL_INTENTS and toolbox.base.relaxed:
+            # The answer shows the closest tracks and says so.
+            asked_for = describe_constraint(toolbox.constraint, self.taxonomy)
+            return "no_match", f"Which part of {asked_for} should I relax?"
         return None
 
     def _finish(self, turn: _Turn, stories, latency_ms: float) -> TurnResult:

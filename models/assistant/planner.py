@@ -15,7 +15,7 @@ from models.assistant.fusion import Hit, fuse
 from models.assistant.retrieval_config import RetrieverConfig
 from models.assistant.state import DialogueState
 from models.assistant.stories import describe_constraint
-from models.assistant.tools import ConstraintMatcher, Toolbox
+from models.assistant.tools import Toolbox
 from models.labels import Intent, TurnLabels
 from models.taxonomy import Taxonomy
 
@@ -65,15 +65,13 @@ class Planner:
         # The slate repeats nothing shown before while anything else fits (the ranking keeps repeats last).
         fresh = [t for t in ranked[: toolbox.k] if t not in state.seen]
         slate = fresh or ranked[: toolbox.k]
-        matcher = ConstraintMatcher(toolbox.index, self.taxonomy, state.constraint, state.excluded_artist_ids)
-        return Answer(slate, self._response(state, labels, toolbox, matcher, slate, fallback), ranked=ranked)
+        return Answer(slate, self._response(state, labels, toolbox, slate, fallback), ranked=ranked)
 
     def _response(
         self,
         state: DialogueState,
         labels: TurnLabels,
         toolbox: Toolbox,
-        matcher: ConstraintMatcher,
         slate: list[str],
         fallback: bool,
     ) -> str:
@@ -91,7 +89,7 @@ class Planner:
         else:
             sentences = [f"Here {'is' if len(slate) == 1 else 'are'} {kind}{plural(len(slate), 'track')}"]
             sentences[0] += f" for {asked}." if asked else "."
-        notes = matcher.notes()
+        notes = toolbox.base.notes()
         if set(slate) <= set(state.seen):
             notes.append("nothing else in the catalog fits, so these were all shown before")
         if notes:

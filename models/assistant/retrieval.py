@@ -12,6 +12,7 @@ where the catalog has artist names, BM25 over the seeds' artist names.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import bm25s
@@ -120,6 +121,8 @@ class CatalogIndex:
         return replace(self, config=config)
 
     def __post_init__(self) -> None:
+        # Rows are read a few dozen times a turn (cards, stories, feedback): polars row access costs ~50 us.
+        self._row = lru_cache(maxsize=4096)(lambda position: self.catalog.row(position, named=True))
         self._position = {tid: i for i, tid in enumerate(self.track_ids)}
         self._tag_column = {tag: j for j, tag in enumerate(self.tag_names)}
         self._artist_code = {a: int(c) for a, c in zip(self.artist_ids, self.artist_codes, strict=True) if a}
@@ -129,7 +132,7 @@ class CatalogIndex:
 
     def get_track(self, track_id: str) -> dict[str, Any] | None:
         position = self._position.get(track_id)
-        return None if position is None else self.catalog.row(position, named=True)
+        return None if position is None else dict(self._row(position))
 
     def search(
         self, query: Query, filters: Filters | None = None, k: int | None = None, diverse: bool = True

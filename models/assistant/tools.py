@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import reduce
+from functools import cached_property, reduce
 from typing import Any
 
 import numpy as np
@@ -287,6 +287,11 @@ class Toolbox:
         self.rankings: list[list[str]] = []
         self._ranked: list[str] = []
 
+    @cached_property
+    def base(self) -> "ConstraintMatcher":
+        """The conversation's constraint as catalog masks (a tool's own filters narrow it further)."""
+        return ConstraintMatcher(self.index, self.taxonomy, self.constraint, self.excluded_artist_ids)
+
     def run(self, name: str, arguments: str | Mapping[str, Any]) -> dict[str, Any]:
         """Validate, execute and record one call; a bad call becomes an `error` result, never an exception."""
         started = time.perf_counter()
@@ -338,9 +343,8 @@ class Toolbox:
 
     def explain_track(self, args: ExplainTrack) -> dict[str, Any]:
         card = self._card(args.track_id)
-        matcher = ConstraintMatcher(self.index, self.taxonomy, self.constraint, self.excluded_artist_ids)
         requested = [n for nodes in self.constraint.required.values() for n in nodes]
-        return {"track": card, "requested": requested, "matches": matcher.matched_nodes(card)}
+        return {"track": card, "requested": requested, "matches": self.base.matched_nodes(card)}
 
     def shape(self, track_ids: Sequence[str]) -> list[str]:
         """A fused ranking made into slates, within the conversation's constraint (see `_shape`)."""
@@ -423,6 +427,8 @@ class Toolbox:
         return out
 
     def _matcher(self, filters: TrackFilters) -> ConstraintMatcher:
+        if filters == TrackFilters():
+            return self.base
         extra = filters.to_constraint()
         merged = Constraint(
             required={**self.constraint.required, **extra.required},
