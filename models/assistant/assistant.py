@@ -194,7 +194,8 @@ class Assistant:
         self, session: Session, text: str, cut: bool, parse: ParseResult, ignored: list[str]
     ) -> _Turn:
         before = session.state
-        mentions = self.index.names.find(text)
+        # Artists the parser labelled (an LLM parser may) are matched against the catalog's names with the text.
+        mentions = self.index.names.find(" ".join([text, *parse.labels.slots.artists]))
         shown = [self.index.get_track(t) for t in before.shown]
         followup = follow_up(text, [row["duration_s"] for row in shown if row], self.taxonomy)
         labels = self._acted_labels(parse, before, bool(mentions), followup)
