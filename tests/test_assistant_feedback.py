@@ -209,9 +209,12 @@ def test_chat_feedback_commands_and_json_lines(text_assistant) -> None:
     assert command(session, "/like 1, 2").startswith("Noted: you like 2 tracks")
     assert "no track 99" in command(session, "/dislike 99")
     assert command(session, "/love 1").startswith("Commands:")
-    ack = json_turn(text_assistant, session, '{"dislike": [3, "x"], "disliked_track_ids": ["bac0"]}')
+    ack = json_turn(text_assistant, session, '{"dislike": [3, "x"], "disliked_track_ids": ["bac0", "zzz"]}')
     assert ack["feedback"]["disliked"] == [shown["tracks"][2]["track_id"], "bac0"]
-    assert ack["feedback_errors"] == ["'x' is not a track number"]
+    assert ack["feedback_errors"] == [
+        "'x' is not a track number",
+        "disliked_track_ids: no track 'zzz' in the catalog",
+    ]
     turn = json_turn(text_assistant, session, '{"text": "more like these"}')
     assert turn["tracks"] and set(turn["state"]["liked"]) == set(session.state.liked)
     assert json_turn(text_assistant, session, "{oops")["error"].startswith("invalid JSON")

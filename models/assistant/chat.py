@@ -7,8 +7,8 @@ JSON (`--json`, one object per line in, one per line out): a line is either plai
 
     {"text": "something calm", "like": [1, 3], "dislike": [2], "liked_track_ids": ["t1"], "disliked_track_ids": []}
 
-where every key is optional: `like`/`dislike` are positions in the last answer, `*_track_ids` name tracks
-directly, and feedback applies before `text`. With text the answer is the turn's result (`TurnResult`, plus
+where every key is optional: `like`/`dislike` are positions in the last answer, `*_track_ids` name catalog
+tracks directly (an unknown id is reported, not applied), and feedback applies before `text`. With text the answer is the turn's result (`TurnResult`, plus
 `feedback_errors`); without it, `{"feedback": {"liked": [...], "disliked": [...]}, "feedback_errors": [...]}`.
 A line that is not valid JSON or not such an object gets `{"error": "..."}`; the chat goes on.
 """
@@ -70,8 +70,12 @@ def json_turn(assistant: Assistant, session: Session, line: str) -> dict[str, An
     liked, like_errors = by_position(session, _list(message, "like", errors))
     disliked, dislike_errors = by_position(session, _list(message, "dislike", errors))
     errors += like_errors + dislike_errors
-    liked += [t for t in _list(message, "liked_track_ids", errors) if isinstance(t, str)]
-    disliked += [t for t in _list(message, "disliked_track_ids", errors) if isinstance(t, str)]
+    for ids, key in ((liked, "liked_track_ids"), (disliked, "disliked_track_ids")):
+        for track_id in _list(message, key, errors):
+            if not isinstance(track_id, str) or assistant.index.get_track(track_id) is None:
+                errors.append(f"{key}: no track {track_id!r} in the catalog")
+            else:
+                ids.append(track_id)
     session.like(*liked)
     session.dislike(*disliked)
     text = message.get("text")
