@@ -327,7 +327,8 @@ class Toolbox:
 
     def filter_tracks(self, args: FilterTracks) -> dict[str, Any]:
         matcher = self._matcher(args.filters)
-        positions = np.flatnonzero(matcher.mask & ~self._excluded_mask())[: self.depth * 2]
+        rated = len(self.steering.liked) + len(self.steering.disliked)  # `_shape` drops those
+        positions = np.flatnonzero(matcher.mask)[: 3 * self.depth + rated]  # room for the artist cap
         return self._ranking(self._shape([self.index.track_ids[i] for i in positions], matcher), matcher)
 
     def get_track(self, args: GetTrack) -> dict[str, Any]:
@@ -419,12 +420,6 @@ class Toolbox:
         coarse = matcher.coarse_filters()
         done = coarse.exclude_track_ids | set(self.steering.liked) | set(self.steering.disliked)
         return coarse.model_copy(update={"exclude_track_ids": frozenset(done)})
-
-    def _excluded_mask(self) -> np.ndarray:
-        out = np.zeros(len(self.index), dtype=bool)
-        known = [t for t in (*self.steering.liked, *self.steering.disliked) if self.index.get_track(t)]
-        out[self.index.positions(known)] = True
-        return out
 
     def _matcher(self, filters: TrackFilters) -> ConstraintMatcher:
         if filters == TrackFilters():
