@@ -184,7 +184,7 @@ class Assistant:
         """Apply the likes and dislikes given since the last turn; returns the ids the catalog lacks."""
         liked, disliked = session.pending_likes, session.pending_dislikes
         session.pending_likes, session.pending_dislikes = [], []
-        unknown = [t for t in dict.fromkeys([*liked, *disliked]) if self.index.get_track(t) is None]
+        unknown = [t for t in dict.fromkeys([*liked, *disliked]) if t not in self.index]
         if liked or disliked:
             known = [[t for t in ids if t not in unknown] for ids in (liked, disliked)]
             session.state = session.state.with_feedback(*known)

@@ -72,7 +72,7 @@ def json_turn(assistant: Assistant, session: Session, line: str) -> dict[str, An
     errors += like_errors + dislike_errors
     for ids, key in ((liked, "liked_track_ids"), (disliked, "disliked_track_ids")):
         for track_id in _list(message, key, errors):
-            if not isinstance(track_id, str) or assistant.index.get_track(track_id) is None:
+            if not isinstance(track_id, str) or track_id not in assistant.index:
                 errors.append(f"{key}: no track {track_id!r} in the catalog")
             else:
                 ids.append(track_id)

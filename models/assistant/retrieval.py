@@ -130,6 +130,9 @@ class CatalogIndex:
     def __len__(self) -> int:
         return len(self.track_ids)
 
+    def __contains__(self, track_id: object) -> bool:
+        return track_id in self._position
+
     def get_track(self, track_id: str) -> dict[str, Any] | None:
         position = self._position.get(track_id)
         return None if position is None else dict(self._row(position))

@@ -374,7 +374,7 @@ class Toolbox:
             weighted.append(names.weights(self._liked_artists()))
         if steering.co_likes is not None and steering.liked:
             counts = steering.co_likes.neighbours(list(steering.liked))
-            known = [t for t in counts if index.get_track(t) is not None]
+            known = [t for t in counts if t in index]
             co_liked = np.zeros(len(index))
             co_liked[index.positions(known)] = [counts[t] for t in known]
             weighted.append(co_liked)
@@ -398,16 +398,16 @@ class Toolbox:
 
     def _shape(self, track_ids: Sequence[str], matcher: "ConstraintMatcher") -> list[str]:
         """Within the constraint, liked and disliked tracks out; tracks already shown and tracks by disliked
-        artists after the rest; slates of `k` with the artist cap (artists the listener named or liked are
-        exempt); `depth` tracks in all."""
+        (primary) artists after the rest; the artist cap per slate, which moves a track back instead of out
+        and spares artists the listener named or liked; `depth` tracks in all."""
         steering, index, names = self.steering, self.index, self.index.names
         positions = index.positions(dict.fromkeys(track_ids))
-        done = index.positions(t for t in (*steering.liked, *steering.disliked) if index.get_track(t))
+        done = index.positions(t for t in (*steering.liked, *steering.disliked) if t in index)
         positions = positions[matcher.mask[positions] & ~np.isin(positions, done)]
         protected = names.codes(steering.artists) | names.codes(self._liked_artists())
         disliked = {a for t in steering.disliked for a in names.artists_of(int(index.positions([t])[0]))}
         disliked_codes = names.codes(disliked) - protected
-        seen = index.positions(t for t in steering.seen if index.get_track(t))
+        seen = index.positions(t for t in steering.seen if t in index)
         later = np.isin(positions, seen) | np.isin(names.primary[positions], list(disliked_codes))
         ordered = np.concatenate([positions[~later], positions[later]])
         cap = index.config.max_per_artist
