@@ -123,6 +123,8 @@ class CatalogIndex:
     def __post_init__(self) -> None:
         # Rows are read a few dozen times a turn (cards, stories, feedback): polars row access costs ~50 us.
         self._row = lru_cache(maxsize=4096)(lambda position: self.catalog.row(position, named=True))
+        # A conversation's older turns are queried again every turn: embed each text once.
+        self._embedded = lru_cache(maxsize=1024)(lambda text: self.embedder.embed([text])[0])
         self._position = {tid: i for i, tid in enumerate(self.track_ids)}
         self._tag_column = {tag: j for j, tag in enumerate(self.tag_names)}
         self._artist_code = {a: int(c) for a, c in zip(self.artist_ids, self.artist_codes, strict=True) if a}
@@ -151,7 +153,7 @@ class CatalogIndex:
             vector = sum(w * self._query_tag_vector(text) for text, w in parts)
             rankings["tags"] = self._top("tags", self._tag_scores(vector), mask)
         if parts and "dense" in self.config.components and self.embedder is not None:
-            vectors = self.embedder.embed([text for text, _ in parts])
+            vectors = np.stack([self._embedded(text) for text, _ in parts])
             query_vector = np.asarray([w for _, w in parts], dtype=np.float32) @ vectors
             rankings["dense"] = self._top("dense", self._dense_scores(query_vector), mask, positive=False)
         return self._slate(rankings, k, diverse)
