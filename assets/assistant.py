@@ -63,14 +63,7 @@ def assistant_runs(
         return
     tree = Taxonomy.from_table(taxonomy)
     client = mlflow.client()  # also points MLflow at the tracking server the intent model loads from
-    prompts = {
-        name: _prompt_file(client, name, version)
-        for name, version in (
-            (PARSER_PROMPT, candidate.parser_version if candidate.parser_kind == "llm" else None),
-            (STORY_PROMPT, candidate.story_version),
-        )
-        if version is not None
-    }
+    prompts = candidate_prompts(client, candidate)
     # A dense candidate reuses the asset's vectors; only tracks whose text changed since are embedded now.
     index = CatalogIndex.build(catalog, tree, candidate.retriever_config, embeddings=track_embeddings)
     try:
@@ -108,6 +101,18 @@ def assistant_runs(
             ),
         },
     )
+
+
+def candidate_prompts(client, candidate: Candidate) -> dict[str, PromptSpec]:
+    """The prompt files a candidate's LLM components run, by prompt name."""
+    return {
+        name: _prompt_file(client, name, version)
+        for name, version in (
+            (PARSER_PROMPT, candidate.parser_version if candidate.parser_kind == "llm" else None),
+            (STORY_PROMPT, candidate.story_version),
+        )
+        if version is not None
+    }
 
 
 def _prompt_file(client, name: str, version: int) -> PromptSpec:

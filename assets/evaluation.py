@@ -8,11 +8,17 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.assistant import CANDIDATES, partition_candidate
+from assets.assistant import CANDIDATES, candidate_prompts, partition_candidate
 from assets.ui_metadata import preview
-from models.candidates import Candidate
+from models.assistant.assistant import AssistantConfig, build_assistant
+from models.assistant.co_likes import CoLikes, cpcd_sessions
+from models.assistant.replay import sample_conversations
+from models.assistant.retrieval import CatalogIndex
+from models.candidates import PARSER_PROMPT, STORY_PROMPT, Candidate
+from models.eval.cpcd_protocol import PROTOCOL_KS
 from models.eval.evaluate import (
     CPCD,
+    CPCD_VOLATILE_COLUMNS,
     CURATED,
     EVAL_VERSION,
     PRIMARY,
@@ -43,13 +49,18 @@ from models.eval.tracking import (
     run_url,
     table_hash,
 )
-from models.golden.cpcd import BASELINE_CONFIG, BASELINE_KS
+from models.golden.cpcd import BASELINE_CONFIG, RANK_DEPTH, cpcd_evaluation_turns, cpcd_preference_turns
+from models.llm import LLMUnavailable
 from models.taxonomy import Taxonomy
+from orchestration.llm_resource import LLMGatewayResource
 from orchestration.resources import MLflowTracking, PlatformConfig
 
 GROUP = "evaluation"
 BASELINE_RUN = "bm25-baseline"
 REPORT_EXPERIMENT = "eval-report"
+# The CPCD replay ranks RANK_DEPTH tracks a turn (the protocol scores 100 after seeds go) and tells no
+# stories: they do not change the ranking, and an LLM storyteller would be paid for 1,500 unread stories.
+CPCD_ASSISTANT = AssistantConfig(stories=0, rank_depth=RANK_DEPTH)
 DECISION_SCHEMA = pl.Schema(
     {
         "challenger": pl.String,
@@ -97,14 +108,14 @@ def _run_metadata(mlflow: MLflowTracking, runs: dict[str, EvalRun]) -> dict[str,
     return out
 
 
-def _retrieval_table(metrics: dict[str, float]) -> dg.MetadataValue:
+def _retrieval_table(metrics: dict[str, float], prefix: str = "retrieval") -> dg.MetadataValue:
     lines = [
         "| k | hit micro | hit macro | recall micro | MRR micro | nDCG micro |",
         "|---|---|---|---|---|---|",
     ]
-    for k in BASELINE_KS:
+    for k in PROTOCOL_KS:
         cells = [
-            metrics[f"retrieval.{avg}.{name}_at_{k}"]
+            metrics[f"{prefix}.{avg}.{name}_at_{k}"]
             for avg, name in (
                 ("micro", "hit"),
                 ("macro", "hit"),
@@ -121,9 +132,10 @@ def _retrieval_table(metrics: dict[str, float]) -> dg.MetadataValue:
     group_name=GROUP,
     kinds={"polars", "mlflow"},
     description=(
-        "The CPCD paper's BM25 baseline on golden_cpcd over cpcd_corpus (the user's utterances so far as the "
-        "query): per-turn hit/recall/MRR/nDCG at 1, 5, 10, 20, near-duplicates counted once. Logged as the "
-        f"'{BASELINE_RUN}' run of MLflow 'eval-golden_cpcd', beside the candidates."
+        "The CPCD paper's BM25 baseline on golden_cpcd's evaluation part over cpcd_corpus (the user's utterances "
+        "so far as the query), scored with the public CPCD protocol: the goal playlist minus the seeds as "
+        "target, seeds out of the ranking, hit/recall/MRR/nDCG at 1, 10, 20, 100, near-duplicates counted once. "
+        f"Logged as the '{BASELINE_RUN}' run of MLflow 'eval-golden_cpcd', beside the candidates."
     ),
 )
 def bm25_baseline(
@@ -133,7 +145,8 @@ def bm25_baseline(
     mlflow: MLflowTracking,
 ) -> dg.Output[pl.DataFrame]:
     version = _data_version(context, "golden_cpcd")
-    evaluation = evaluate_cpcd(golden_cpcd, cpcd_corpus, BASELINE_CONFIG, BASELINE_RUN, version)
+    index = CatalogIndex.build(cpcd_corpus, config=BASELINE_CONFIG)
+    evaluation = evaluate_cpcd(golden_cpcd, cpcd_corpus, index, BASELINE_RUN, version)
     run = log_evaluation(
         mlflow.client(),
         mlflow.experiment_id(EXPERIMENTS[CPCD]),
@@ -174,9 +187,12 @@ def bm25_baseline(
         "One candidate (partition) on both golden sets, one row per item with a `golden_set` column. Curated: "
         "intent and slot P/R/F1, clarification, constraint satisfaction of the shown slate, story groundedness "
         "and safety (response_rules grader, reported beside its calibration), latency, cost, and turn_success "
-        "(the gate's primary). CPCD: hit/recall/MRR/nDCG@k with the candidate's retriever. One MLflow run per "
-        "golden set (reused when nothing changed); the candidate is registered as a `setlist-assistant` version."
+        "(the gate's primary). CPCD (evaluation part, public protocol): the candidate's assistant replayed turn by "
+        "turn with the protocol's seeds as likes, 100 deep (hit/recall/MRR/nDCG@k per turn), the retriever alone "
+        "beside it as a diagnostic (`retriever_*`). One MLflow run per golden set (reused when nothing changed); "
+        "the candidate is registered as a `setlist-assistant` version."
     ),
+    pool="llm",
 )
 def candidate_evaluation(
     context: dg.AssetExecutionContext,
@@ -188,6 +204,7 @@ def candidate_evaluation(
     taxonomy: pl.DataFrame,
     judge_calibration: pl.DataFrame,
     mlflow: MLflowTracking,
+    llm: LLMGatewayResource,
 ) -> dg.Output[pl.DataFrame]:
     candidate = partition_candidate(context)
     tree = Taxonomy.from_table(taxonomy)
@@ -201,12 +218,41 @@ def candidate_evaluation(
         pl.col("conversation_id").is_in(assistant_runs["conversation_id"].unique())
     )
     curated = evaluate_curated(assistant_runs, replayed, catalog, tree)
+    client = mlflow.client()
+    index = CatalogIndex.build(cpcd_corpus, tree, candidate.retriever_config)
+    co_likes = CoLikes.from_sessions(cpcd_sessions(cpcd_preference_turns(golden_cpcd)))
+    try:
+        gateway = llm.get_gateway() if candidate.uses_llm else None
+        prompts = candidate_prompts(client, candidate)
+        assistant = build_assistant(
+            candidate,
+            index,
+            tree,
+            gateway,
+            client,
+            CPCD_ASSISTANT,
+            parser_prompt=prompts.get(PARSER_PROMPT),
+            story_prompt=prompts.get(STORY_PROMPT),
+            co_likes=co_likes,
+        )
+    except LLMUnavailable as err:
+        raise dg.Failure(str(err)) from err
+    # An LLM candidate replays the same-sized seeded sample of CPCD conversations as of the curated ones.
+    cpcd_turns = cpcd_evaluation_turns(golden_cpcd)
+    if candidate.uses_llm and llm.eval_conversations:
+        cpcd_turns = sample_conversations(cpcd_turns, llm.eval_conversations)
+    # Lockstep: one parser batch per turn index (CPCD latency is not a metric; the curated run times turns).
     cpcd = evaluate_cpcd(
-        golden_cpcd, cpcd_corpus, candidate.retriever_config, candidate.key, versions["golden_cpcd_version"]
+        cpcd_turns,
+        cpcd_corpus,
+        index,
+        candidate.key,
+        versions["golden_cpcd_version"],
+        assistant,
+        lockstep=True,
     )
     notes = judge_notes(judge_calibration, judge_version)
     params = {**candidate.params(), **versions, "judge_version": judge_version, "eval_version": EVAL_VERSION}
-    client = mlflow.client()
     fingerprints = {
         CURATED: fingerprint(
             candidate.key,
@@ -217,7 +263,7 @@ def candidate_evaluation(
         ),
         CPCD: fingerprint(
             candidate.key,
-            candidate.retriever_config.config_hash,
+            table_hash(cpcd.results, exclude=CPCD_VOLATILE_COLUMNS),
             versions["golden_cpcd_version"],
             EVAL_VERSION,
         ),
@@ -261,6 +307,8 @@ def candidate_evaluation(
             "intent_macro_f1": round(m["intent.macro_f1"], 4),
             "cpcd_hit_at_10_micro": round(r["retrieval.micro.hit_at_10"], 4),
             "cpcd_hit_at_10_macro": round(r["retrieval.macro.hit_at_10"], 4),
+            "cpcd_retriever_hit_at_10_micro": round(r["retriever.micro.hit_at_10"], 4),
+            "cpcd_empty_slates": int(r["empty_slates"]),
             "headline": dg.MetadataValue.json(
                 {
                     f"{PRIMARY} (95% CI)": [
@@ -283,7 +331,11 @@ def candidate_evaluation(
             ),
             "judge_calibration": dg.MetadataValue.json(notes),
             "cpcd_retrieval": _retrieval_table(r),
-            "cpcd_query": "the user's utterances so far (CPCD protocol); the offline parser does not rewrite queries",
+            "cpcd_retriever_alone": _retrieval_table(r, "retriever"),
+            "cpcd_protocol": (
+                "public CPCD protocol, evaluation part: the assistant replayed with the seeds (first 3 likes of "
+                "each earlier turn) as likes; target = goal playlist minus seeds; the corpus holds rated tracks only"
+            ),
             **_run_metadata(mlflow, runs),
             "assistant_version": f"models:/setlist-assistant/{registered.version}"
             + (" (champion)" if registered.champion else ""),

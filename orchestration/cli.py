@@ -462,14 +462,18 @@ def chat(
         None, help="A candidate key, e.g. intent-v3.hybrid.template (default: the champion)."
     ),
     json_lines: bool = typer.Option(
-        False, "--json", help="Read turns from stdin, write one JSON object per turn."
+        False,
+        "--json",
+        help="Read turns from stdin, write one JSON object per line; a line may be an object with "
+        '"text", "like", "dislike", "liked_track_ids", "disliked_track_ids" (see models/assistant/chat.py).',
     ),
     debug: bool = typer.Option(False, help="Print the dialogue state after each turn."),
 ) -> None:
-    """Talk to the assistant in the terminal: tracks with their facets and why each fits."""
+    """Talk to the assistant in the terminal: tracks, why each fits; /like N and /dislike N rate the last answer."""
     import json
 
     from models.assistant.assistant import Session
+    from models.assistant.chat import command, json_turn, track_display
     from orchestration.assistant_loader import ChatSetupError, load_chat_assistant
 
     settings = _settings()
@@ -484,10 +488,12 @@ def chat(
     if json_lines:
         for line in sys.stdin:
             if line.strip():
-                result = loaded.assistant.respond(session, line.strip())
-                print(json.dumps(result.model_dump(mode="json"), ensure_ascii=False), flush=True)
+                answer = json_turn(loaded.assistant, session, line)
+                print(json.dumps(answer, ensure_ascii=False), flush=True)
         return
-    console.print("Ask for music; an empty line or Ctrl-D ends the chat.")
+    console.print(
+        "Ask for music; /like N or /dislike N rates track N of the last answer. An empty line ends."
+    )
     while True:
         try:
             text = console.input("[bold]you>[/bold] ").strip()
@@ -495,18 +501,19 @@ def chat(
             break
         if not text:
             break
+        if text.startswith("/"):
+            console.print(f"[dim]{escape(command(session, text))}[/dim]")
+            continue
         result = loaded.assistant.respond(session, text)
-        console.print(f"[bold]setlist>[/bold] {result.response}")
+        console.print(f"[bold]setlist>[/bold] {escape(result.response)}")
         if result.tracks:
             table = Table(show_header=True)
-            for column in ("#", "track", "facets", "why it fits"):
+            for column in ("#", "track", "artist", "album", "length", "tags", "why it fits"):
                 table.add_column(column)
             stories = result.stories + [""] * (len(result.tracks) - len(result.stories))  # top tracks only
             for i, (track, story) in enumerate(zip(result.tracks, stories, strict=True), start=1):
-                name = track["title"] or track["track_id"]
-                by = f" — {', '.join(track['artists'])}" if track["artists"] else ""
-                facets = ", ".join([*track["genres"], *track["moods"], *track["instruments"]])
-                table.add_row(str(i), f"{name}{by}", facets, story)
+                shown = track_display(track)
+                table.add_row(str(i), *(escape(v) for v in shown.values()), escape(story))
             console.print(table)
         if debug:
             console.print_json(json.dumps(result.state))

@@ -19,7 +19,7 @@ def test_chat_json_session(settings) -> None:
 
     done = subprocess.run(
         [sys.executable, "-m", "orchestration.cli", "chat", "--json"],
-        input="something calm\nwith piano\nplay something good\n",
+        input='something calm\nwith piano\n{"like": [1], "dislike": [12]}\nplay something good\n',
         capture_output=True,
         text=True,
         env=env,
@@ -29,13 +29,20 @@ def test_chat_json_session(settings) -> None:
 
     assert done.returncode == 0, done.stderr
     assert "falling back to the offline assistant" in done.stderr
-    calm, piano, vague = map(json.loads, done.stdout.splitlines())
+    calm, piano, feedback, vague = map(json.loads, done.stdout.splitlines())
     assert calm["tracks"] and calm["stories"] and calm["tool_calls"][0]["name"] == "search_catalog"
     assert piano["state"]["constraint"]["required"] == {
         "mood": ["mood/calm"],
         "instrument": ["instrument/piano"],
     }
-    assert vague["asked_clarification"] and vague["state"] == piano["state"]
+    liked = piano["tracks"][0]["track_id"]
+    assert feedback["feedback"] == {"liked": [liked], "disliked": []}
+    assert feedback["feedback_errors"][0].startswith("there is no track 12")
+    # A vague follow-up keeps the request and the like instead of asking; the sample has 4 calm piano tracks,
+    # so after one is liked the answer repeats the other three and says why.
+    assert not vague["asked_clarification"] and vague["tracks"]
+    assert vague["state"]["constraint"] == piano["state"]["constraint"] and liked in vague["state"]["liked"]
+    assert liked not in {t["track_id"] for t in vague["tracks"]} and "shown before" in vague["response"]
 
 
 def test_assistant_runs_is_partitioned_by_candidate(settings) -> None:

@@ -86,20 +86,21 @@ def test_new_topic_resets(assistant) -> None:
     assert fresh.state["constraint"]["excluded"] == [] and fresh.state["topic"] == ["upbeat rock"]
 
 
-def test_asks_one_question_instead_of_guessing(assistant, taxonomy) -> None:
+def test_asks_one_question_with_a_slate_when_acting_would_be_a_guess(assistant, taxonomy) -> None:
     session = Session()
     vague = assistant.respond(session, "play something good")
-    assert vague.asked_clarification and vague.clarification_reason == "vague" and not vague.tracks
+    assert vague.asked_clarification and vague.clarification_reason == "vague" and vague.tracks
     assert vague.response.count("?") == 1
 
     assistant.respond(session, "calm piano")
-    shown = session.state.model_dump()
     conflict = assistant.respond(session, "sad songs but not sad")
-    assert conflict.clarification_reason == "conflict"
-    assert session.state.model_dump() == shown  # asking decides nothing
+    assert conflict.clarification_reason == "conflict" and conflict.tracks
+    assert "mood/sad" in conflict.state["constraint"]["excluded"]  # the latest word wins meanwhile
 
-    dead_end = assistant.respond(session, "techno, no electronic")
-    assert dead_end.clarification_reason == "no_match"
+    dead_end = assistant.respond(Session(), "techno, no electronic")
+    assert dead_end.clarification_reason == "no_match" and dead_end.tracks
+    assert "closest" in dead_end.response and dead_end.response.count("?") == 1
+    assert not any("electronic" in assistant.index.get_track(t)["genres"] for t in dead_end.track_ids)
 
     unsure = Assistant(
         KeywordParser(taxonomy),
@@ -107,7 +108,17 @@ def test_asks_one_question_instead_of_guessing(assistant, taxonomy) -> None:
         taxonomy,
         config=assistant.config.model_copy(update={"clarify_below": 0.95}),
     )
-    assert unsure.respond(Session(), "calm piano").clarification_reason == "low_confidence"
+    asked = unsure.respond(Session(), "calm piano")
+    assert asked.clarification_reason == "low_confidence" and asked.tracks
+
+
+def test_a_vague_follow_up_keeps_going_without_asking(assistant) -> None:
+    session = Session()
+    calm = assistant.respond(session, "something calm")
+    more = assistant.respond(session, "play something good")
+    assert not more.asked_clarification and more.tracks
+    assert more.state["constraint"] == calm.state["constraint"] and more.state["topic"] == calm.state["topic"]
+    assert not set(more.track_ids) & set(calm.track_ids)  # what was shown is not repeated
 
 
 def test_injection_in_titles_and_turns_changes_nothing(catalog, taxonomy) -> None:

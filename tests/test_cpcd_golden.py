@@ -1,4 +1,4 @@
-"""CPCD golden import (real file and hand-made edge cases) and the conversational BM25 baseline."""
+"""CPCD golden import (real file and hand-made edge cases) and the BM25 baseline under the public protocol."""
 
 import json
 from pathlib import Path
@@ -9,7 +9,14 @@ import pytest
 from conftest import require_shared
 
 from models.catalog.schema import CATALOG_SCHEMA, QUARANTINE_SCHEMA
-from models.golden.cpcd import TURNS_SCHEMA, conversation_queries, import_cpcd, run_bm25_baseline
+from models.eval.cpcd_protocol import PER_TURN_COLUMNS, targets, with_seeds
+from models.golden.cpcd import (
+    TURNS_SCHEMA,
+    conversation_queries,
+    import_cpcd,
+    protocol_keys,
+    run_bm25_baseline,
+)
 
 CPCD_DEV = "cpcd/cpcd_v1.dialogs.dev.train.jsonl"
 
@@ -80,32 +87,40 @@ def test_query_is_the_conversation_so_far() -> None:
     assert conversation_queries(turns).to_list() == ["jazz", "jazz more sax", "rock"]
 
 
-def test_exclude_rated_drops_earlier_judgements(tmp_path: Path) -> None:
+def test_goal_playlist_and_clusters_are_imported_and_seeds_leave_the_ranking(tmp_path: Path) -> None:
     path = tmp_path / "two_turns.jsonl"
     turns = [
         {"user_query": "miles davis", "liked_results": ["t1"]},
-        {"user_query": "more like that", "liked_results": ["t2"], "disliked_results": []},
+        {"user_query": "more miles davis", "liked_results": ["t2"], "disliked_results": []},
     ]
-    tracks = {"t1": _meta("So What", "Miles Davis"), "t2": _meta("Blue in Green", "Miles Davis")}
-    path.write_text(_line("c1", turns, tracks) + "\n", encoding="utf-8")
+    tracks = {
+        "t1": _meta("So What", "Miles Davis") | {"track_cluster_ids": "k1"},
+        "t2": _meta("Blue in Green", "Miles Davis") | {"track_cluster_ids": "k2"},
+        "t3": _meta("So What (Live)", "Miles Davis") | {"track_cluster_ids": "k1"},
+    }
+    record = json.loads(_line("c1", turns, tracks)) | {"goal_playlist": ["t1", "t2"]}
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
     golden = import_cpcd(path)
-    plain = run_bm25_baseline(golden, ks=(1, 2)).results
-    assert plain["ranked"].to_list()[1][:1] == ["t1"]  # the turn-0 like still tops the turn-1 ranking
-    excluded = run_bm25_baseline(golden, ks=(1, 2), exclude_rated=True).results
-    assert excluded["ranked"].to_list()[1] == ["t2"] and excluded["hit_at_1"].to_list() == [1.0, 1.0]
+    assert golden.turns["goal_playlist"].to_list() == [["t1", "t2"]] * 2
+    keys = protocol_keys(golden.turns, golden.corpus)
+    assert keys["t1"] == keys["t3"] == "cluster:k1"
+    run = run_bm25_baseline(golden)
+    first, second = run.results.iter_rows(named=True)
+    assert first["n_target"] == 2 and second["n_target"] == 1  # the goal playlist minus the seed t1
+    assert not {"t1", "t3"} & set(second["ranked"])  # the seed and its cluster leave the ranking
+    assert second["ranked"][0] == "t2" and second["hit_at_1"] == 1.0
 
 
 def test_bm25_baseline_on_real_file_beats_random(real_golden) -> None:
     run = run_bm25_baseline(real_golden)
     report = run.report
-    evaluated = real_golden.turns.filter(pl.col("liked").list.len() > 0)
-    assert report.n_evaluated == run.results.height == evaluated.height
+    seeded = with_seeds(real_golden.turns)
+    wanted = targets(seeded, protocol_keys(real_golden.turns, real_golden.corpus))
+    assert report.n_evaluated == run.results.height == sum(1 for t in wanted if t)
     for name, value in {**report.micro, **report.macro}.items():
         assert 0.0 <= value <= 1.0, name
-    # A random ranking of N tracks hits one of r liked tracks in the top 10 with probability ~ 1 - (1 - r/N)^10.
+    # A random ranking of N tracks hits one of r target tracks in the top 10 with probability ~ 1 - (1 - r/N)^10.
     n = real_golden.corpus.height
-    random_hit10 = np.mean(1 - (1 - evaluated["liked"].list.len().to_numpy() / n) ** 10)
-    assert report.micro["hit_at_10"] > 10 * random_hit10
-    assert {f"{m}_at_{k}" for m in ("hit", "recall", "mrr", "ndcg") for k in (1, 5, 10, 20)} <= set(
-        run.results.columns
-    )
+    random_hit10 = np.mean([1 - (1 - len(t) / n) ** 10 for t in wanted if t])
+    assert report.micro["hit_at_10"] > 5 * random_hit10
+    assert set(PER_TURN_COLUMNS) <= set(run.results.columns)

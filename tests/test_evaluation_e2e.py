@@ -108,6 +108,16 @@ def test_each_candidate_gets_one_run_per_golden_set_and_one_assistant_version(ho
     )
     table = pl.read_parquet(home.settings.assets_dir / "candidate_evaluation" / f"{CHALLENGER_KEY}.parquet")
     assert set(table["golden_set"]) == {"golden_curated", "golden_cpcd"}
+    # CPCD: the product path per scored turn (what the gate pairs by dialog), the retriever alone beside it.
+    cpcd = table.filter(pl.col("golden_set") == "golden_cpcd")
+    assert {"conversation_id", "turn_index", "hit_at_10", "retriever_hit_at_10", "intent"} <= set(
+        cpcd.columns
+    )
+    assert (
+        cpcd.select("conversation_id", "turn_index").is_unique().all()
+        and cpcd["hit_at_10"].is_not_null().all()
+    )
+    assert 0 < meta["cpcd_hit_at_10_micro"] <= 1 and 0 < meta["cpcd_retriever_hit_at_10_micro"] <= 1
 
 
 def test_gate_decides_once_and_the_alias_follows_the_decision(home: Home) -> None:

@@ -137,6 +137,19 @@ def test_similar_ranks_same_tags_first_and_leaves_seeds_out(index: CatalogIndex)
         index.similar(["missing"])
 
 
+def test_weighted_queries_and_similar_by_artist_names(index: CatalogIndex) -> None:
+    # The latest turn leads: the same two texts rank differently with the weights swapped.
+    assert _ids(index.search([("teardrop", 1.0), ("midnight", 0.5)]))[0] == "c2"
+    assert _ids(index.search([("teardrop", 0.5), ("midnight", 1.0)]))[0] == "c1"
+    assert _ids(index.search("Beyonce teardrop")) == _ids(index.search("teardrop"))  # no such name: no change
+    extra = pl.DataFrame(
+        [_track("c3", "ac3", "Angel", ["Massive Attack"], "Mezzanine")], schema=CATALOG_SCHEMA
+    )
+    named = CatalogIndex.build(pl.concat([CATALOG, extra]), TAXONOMY, index.config)
+    assert _ids(named.similar(["c2"])) == ["c3"]  # text catalogs: "more like this" by the artist's name
+    assert "c3" in named and "nope" not in named
+
+
 def test_get_track(index: CatalogIndex) -> None:
     assert index.get_track("c2")["title"] == "Teardrop"
     assert index.get_track("missing") is None

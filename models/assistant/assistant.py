@@ -1,10 +1,14 @@
-"""The Assistant facade: parse the turn, update the dialogue state, ask or act, tell stories.
+"""The Assistant facade: take the listener's feedback, parse the turn, update the dialogue state, act, ask.
 
-One turn: the parser labels it; `DialogueState.advance` folds it into the state; the ambiguity
-policy asks ONE question instead of guessing when the parser is unsure or the request cannot be met;
-otherwise the planner (offline) or the LLM agent runs the tools and the storyteller explains the top
-tracks. `respond_batch` moves many conversations one turn at once, so LLM components see one
-gateway batch per step. `build_assistant` assembles a candidate's components.
+One turn: likes and dislikes given since the last answer (`Session.like` / `Session.dislike`) enter the
+state; the parser labels the text; artist and title mentions are matched against the catalog's names
+and relative follow-ups ("faster", "shorter") against the last slate; `DialogueState.advance` folds it
+all into the state; the planner (offline) or the LLM agent runs the tools, steered by what the listener
+liked and named; the storyteller explains the top tracks. The ambiguity policy asks ONE question when
+the parser is unsure, constraints conflict, nothing matches or nothing at all was asked, and asks it
+WITH a slate whenever there is anything to go on, so a servable request never gets an empty answer.
+`respond_batch` moves many conversations one turn at once, so LLM components see one gateway batch per
+step. `build_assistant` assembles a candidate's components.
 """
 
 import time
@@ -15,6 +19,8 @@ from typing import Any
 from mlflow import MlflowClient
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.assistant.co_likes import CoLikes
+from models.assistant.followups import FollowUp, follow_up
 from models.assistant.llm_agent import AgentTask, LLMAgent
 from models.assistant.llm_parser import LLMParser
 from models.assistant.offline_parser import OfflineParser
@@ -29,9 +35,9 @@ from models.assistant.stories import (
     TemplateStoryteller,
     describe_constraint,
 )
-from models.assistant.tools import ConstraintMatcher, Toolbox, ToolCallRecord, track_card
+from models.assistant.tools import Steering, Toolbox, ToolCallRecord, track_card
 from models.candidates import Candidate
-from models.labels import NON_RETRIEVAL_INTENTS, Intent, TurnLabels
+from models.labels import NON_RETRIEVAL_INTENTS, Intent, Slots, TurnLabels
 from models.llm import LLMGateway, LLMUnavailable
 from models.prompts import PromptSpec
 from models.taxonomy import Taxonomy
@@ -40,6 +46,8 @@ CHITCHAT_REPLY = (
     "Hi! Tell me a mood, an activity or a few artists and I'll find tracks and tell you why each fits."
 )
 OUT_OF_SCOPE_REPLY = "I can only help you discover music. What would you like to hear?"
+VAGUE_QUESTION = "What are you in the mood for? A genre, a mood, an activity or a few artists would help."
+MAX_TURN_CHARS = 1000  # a longer turn is cut here (and the answer says so): parsing and search stay fast
 
 
 class AssistantConfig(BaseModel):
@@ -48,6 +56,7 @@ class AssistantConfig(BaseModel):
     clarify_below: float = Field(0.5, ge=0, le=1)  # ask when the parser's confidence is lower
     stories: int = Field(3, ge=0)  # tracks per answer that get a story
     max_steps: int = Field(4, ge=1)  # LLM agent steps per turn
+    rank_depth: int = Field(0, ge=0)  # tracks ranked behind the slate (evaluation asks for 100+)
 
 
 class TurnResult(BaseModel):
@@ -61,7 +70,9 @@ class TurnResult(BaseModel):
     state: dict[str, Any]  # DialogueState.dump() after the turn
     asked_clarification: bool
     clarification_reason: str | None = None
-    tracks: list[dict[str, Any]]  # track cards, best first
+    tracks: list[dict[str, Any]]  # track cards of the slate, best first
+    ranked: list[str] = []  # the ranking the slate heads (rank_depth deep when configured)
+    ignored_feedback: list[str] = []  # liked/disliked track ids not in the catalog
     stories: list[str]
     story_facts: list[list[str]]
     response: str
@@ -80,8 +91,22 @@ class TurnResult(BaseModel):
 
 @dataclass
 class Session:
+    """One listener's conversation. Likes and dislikes given between turns apply before the next turn."""
+
     state: DialogueState = field(default_factory=DialogueState)
     history: list[str] = field(default_factory=list)  # listener and assistant turns, alternating
+    pending_likes: list[str] = field(default_factory=list)
+    pending_dislikes: list[str] = field(default_factory=list)
+
+    def like(self, *track_ids: str) -> None:
+        self.pending_likes += track_ids
+
+    def dislike(self, *track_ids: str) -> None:
+        self.pending_dislikes += track_ids
+
+    @property
+    def last_slate(self) -> list[str]:
+        return self.state.shown
 
 
 @dataclass
@@ -89,9 +114,13 @@ class _Turn:
     session: Session
     text: str
     parse: ParseResult
+    labels: TurnLabels  # what the turn is acted on as (the parse, adjusted by mentions and follow-ups)
     after: DialogueState
     toolbox: Toolbox
     question: tuple[str, str] | None  # (reason, question) when the policy asks
+    acts: bool  # whether tools run (with a question too, when there is anything to go on)
+    ignored_feedback: list[str]
+    notes: list[str]
     answer: Answer | None = None
 
 
@@ -104,6 +133,7 @@ class Assistant:
         storyteller: TemplateStoryteller | LLMStoryteller | None = None,
         agent: LLMAgent | None = None,
         config: AssistantConfig = AssistantConfig(),
+        co_likes: CoLikes | None = None,
     ) -> None:
         self.parser, self.index, self.taxonomy, self.agent, self.config = (
             parser,
@@ -112,6 +142,7 @@ class Assistant:
             agent,
             config,
         )
+        self.co_likes = co_likes
         self.storyteller = storyteller or TemplateStoryteller(taxonomy)
         self.planner = Planner(taxonomy, index.config)
 
@@ -125,16 +156,22 @@ class Assistant:
     def respond_batch(self, sessions: Sequence[Session], texts: Sequence[str]) -> list[TurnResult]:
         """One turn of each conversation; sessions are updated in place."""
         started = time.perf_counter()
+        ignored = [self._take_feedback(s) for s in sessions]
+        spaced = [" ".join(t.split()) for t in texts]
+        texts = [t[:MAX_TURN_CHARS] for t in spaced]
         parses = self.parser.parse_batch(texts, [s.history for s in sessions])
-        turns = [self._prepare(s, t, p) for s, t, p in zip(sessions, texts, parses, strict=True)]
-        acting = [t for t in turns if t.question is None and _acts(t.parse.labels.intent)]
+        turns = [
+            self._prepare(s, t, len(full) > MAX_TURN_CHARS, p, i)
+            for s, t, full, p, i in zip(sessions, texts, spaced, parses, ignored, strict=True)
+        ]
+        acting = [t for t in turns if t.acts]
         if self.agent is not None:
-            tasks = [AgentTask(t.text, t.session.history, t.after, t.toolbox, t.parse.labels) for t in acting]
+            tasks = [AgentTask(t.text, t.session.history, t.after, t.toolbox, t.labels) for t in acting]
             for turn, answer in zip(acting, self.agent.answer_batch(tasks), strict=True):
                 turn.answer = answer
         else:
             for turn in acting:
-                turn.answer = self.planner.answer(turn.after, turn.parse.labels, turn.toolbox)
+                turn.answer = self.planner.answer(turn.after, turn.labels, turn.toolbox)
         items = [
             StoryItem(track_card(self.index.get_track(tid)), t.text, t.after.constraint)
             for t in acting
@@ -144,21 +181,108 @@ class Assistant:
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         return [self._finish(t, stories, latency_ms) for t in turns]
 
-    def _prepare(self, session: Session, text: str, parse: ParseResult) -> _Turn:
-        after = session.state.advance(text, parse.labels, self._artist_of)
-        toolbox = Toolbox(self.index, self.taxonomy, after.constraint, after.excluded_artist_ids)
-        return _Turn(session, text, parse, after, toolbox, self._question(parse, session.state, after))
+    def _take_feedback(self, session: Session) -> list[str]:
+        """Apply the likes and dislikes given since the last turn; returns the ids the catalog lacks."""
+        liked, disliked = session.pending_likes, session.pending_dislikes
+        session.pending_likes, session.pending_dislikes = [], []
+        unknown = [t for t in dict.fromkeys([*liked, *disliked]) if t not in self.index]
+        if liked or disliked:
+            known = [[t for t in ids if t not in unknown] for ids in (liked, disliked)]
+            session.state = session.state.with_feedback(*known)
+        return unknown
+
+    def _prepare(
+        self, session: Session, text: str, cut: bool, parse: ParseResult, ignored: list[str]
+    ) -> _Turn:
+        before = session.state
+        # Artists the parser labelled (an LLM parser may) are matched against the catalog's names with the text.
+        mentions = self.index.names.find(" ".join([text, *parse.labels.slots.artists]))
+        shown = [self.index.get_track(t) for t in before.shown]
+        followup = follow_up(text, [row["duration_s"] for row in shown if row], self.taxonomy)
+        labels = self._acted_labels(parse, before, bool(mentions), followup)
+        # Chatter read as a refinement ("love these!", "hmm, not sure") adds no search words.
+        chatter = (
+            parse.labels.intent in (Intent.CHITCHAT, Intent.NEEDS_CLARIFICATION)
+            and labels.intent is Intent.REFINE
+        )
+        after = before.advance(
+            text,
+            labels,
+            self._artist_of,
+            artists=mentions.artists,
+            named_tracks=mentions.tracks,
+            boost=followup.boost,
+            words=not chatter,
+        )
+        steering = Steering(
+            history=tuple(after.history()),
+            artists={a: after.recency(turn) for a, turn in after.artists.items()},
+            named_tracks=tuple(after.named_tracks),
+            liked={t: after.recency(turn) for t, turn in after.liked.items()},
+            disliked=tuple(after.disliked),
+            seen=frozenset(after.seen),
+            co_likes=self.co_likes,
+            depth=self.config.rank_depth,
+        )
+        toolbox = Toolbox(
+            self.index, self.taxonomy, after.constraint, after.excluded_artist_ids, steering=steering
+        )
+        question = self._question(parse, labels, before, toolbox, bool(mentions))
+        acts = _acts(labels.intent)
+        if question is not None:  # the question comes with a slate whenever there is anything to go on
+            ongoing = bool(
+                after.topic or after.constraint != before.constraint or after.liked or after.artists
+            )
+            acts = question[0] == "vague" or (
+                ongoing and labels.intent not in (Intent.CHITCHAT, Intent.OUT_OF_SCOPE)
+            )
+        notes = [*followup.unmet]
+        if cut:
+            notes.append(f"your message was long, so I read its first {MAX_TURN_CHARS} characters")
+        return _Turn(session, text, parse, labels, after, toolbox, question, acts, ignored, notes)
+
+    def _acted_labels(
+        self, parse: ParseResult, before: DialogueState, mentioned: bool, followup: FollowUp
+    ) -> TurnLabels:
+        """The parse, adjusted: a turn naming artists or titles, or saying "faster"/"shorter", is never vague;
+        a follow-up that names nothing new refines the current request instead of starting over."""
+        intent, slots, confidence = parse.labels.intent, parse.labels.slots, parse.confidence
+        if followup.duration is not None and slots.duration is None:
+            slots = slots.model_copy(update={"duration": followup.duration})
+        ongoing = bool(before.topic or before.liked)
+        names_nodes = bool(slots.nodes() or slots.excluded)
+        just_liked = before.turns in before.liked.values()  # likes given since the last answer
+        # "how about white lion?": a question naming catalog artists, not about a shown track by position
+        names_instead = intent is Intent.ASK_ABOUT_TRACK and all(r.index is None for r in slots.track_refs)
+        # an unsure "out of scope" that names catalog artists or titles is a request for them
+        unsure_refusal = intent is Intent.OUT_OF_SCOPE and confidence < self.config.clarify_below
+        if intent is Intent.CHITCHAT and just_liked and not (mentioned or followup):
+            intent = Intent.REFINE  # "love these!" after liking some: more like them
+        elif (
+            intent in (Intent.NEEDS_CLARIFICATION, Intent.CHITCHAT) or names_instead or unsure_refusal
+        ) and (mentioned or followup):
+            intent = Intent.REFINE if ongoing else Intent.RECOMMEND
+            slots = slots.model_copy(update={"track_refs": []})
+        elif intent is Intent.NEEDS_CLARIFICATION and ongoing:
+            intent = Intent.REFINE  # "hmm, not sure": keep going with what we have
+        elif intent is Intent.RECOMMEND and ongoing and not names_nodes:
+            intent = Intent.REFINE  # "under 3 minutes", "some Drake": adjust, don't start over
+        return TurnLabels(intent=intent, slots=Slots.model_validate(slots.model_dump()))
 
     def _question(
-        self, parse: ParseResult, before: DialogueState, after: DialogueState
+        self,
+        parse: ParseResult,
+        labels: TurnLabels,
+        before: DialogueState,
+        toolbox: Toolbox,
+        mentioned: bool,
     ) -> tuple[str, str] | None:
         """The ambiguity policy: at most one question, and only when acting would be a guess."""
-        labels = parse.labels
         if labels.intent is Intent.NEEDS_CLARIFICATION:
-            return "vague", "What are you in the mood for? A genre, a mood or an activity would help."
+            return "vague", VAGUE_QUESTION
         if labels.intent in (Intent.CHITCHAT, Intent.OUT_OF_SCOPE):
             return None
-        if parse.confidence < self.config.clarify_below:
+        if parse.confidence < self.config.clarify_below and not mentioned:
             return (
                 "low_confidence",
                 "Just to be sure: should I start something new, or adjust the current picks?",
@@ -169,26 +293,33 @@ class Assistant:
             return "conflict", f"You asked both for and against {names} — which should it be?"
         if labels.slots.track_refs and not (before.referenced(labels) or before.focus):
             return "unresolved_reference", "Which track do you mean? I haven't shown any yet."
-        if labels.intent not in NON_RETRIEVAL_INTENTS:
-            matcher = ConstraintMatcher(
-                self.index, self.taxonomy, after.constraint, after.excluded_artist_ids
-            )
-            if matcher.count == 0:
-                asked_for = describe_constraint(after.constraint, self.taxonomy)
-                return "no_match", f"Nothing in the catalog is {asked_for}. Which part should I relax?"
+        if labels.intent not in NON_RETRIEVAL_INTENTS and toolbox.base.relaxed:
+            # The answer shows the closest tracks and says so.
+            asked_for = describe_constraint(toolbox.constraint, self.taxonomy)
+            return "no_match", f"Which part of {asked_for} should I relax?"
         return None
 
     def _finish(self, turn: _Turn, stories, latency_ms: float) -> TurnResult:
-        session, labels, answer = turn.session, turn.parse.labels, turn.answer
+        session, labels, answer = turn.session, turn.labels, turn.answer
+        parts = []
+        if turn.ignored_feedback:
+            parts.append(f"I don't know {_ids(turn.ignored_feedback)}, so I ignored that feedback.")
+        if answer is not None:
+            parts.append(answer.response)
+        elif turn.question is None:
+            parts.append(OUT_OF_SCOPE_REPLY if labels.intent is Intent.OUT_OF_SCOPE else CHITCHAT_REPLY)
+        if turn.notes:
+            parts.append(f"Note: {'; '.join(turn.notes)}.")
         if turn.question is not None:
-            response = turn.question[1]
-        elif answer is not None:
-            response = answer.response
-        else:
-            response = OUT_OF_SCOPE_REPLY if labels.intent is Intent.OUT_OF_SCOPE else CHITCHAT_REPLY
+            parts.append(turn.question[1])
+        response = " ".join(parts)
         track_ids = answer.track_ids if answer else []
+        ranked = answer.ranked if answer else []
+        if answer is not None and not ranked:  # an agent's picks, then the rankings of its searches
+            ranked = list(dict.fromkeys([*track_ids, *(t for r in turn.toolbox.rankings for t in r)]))
         told: list[StoryResult] = [next(stories) for _ in track_ids[: self.config.stories]]
-        if turn.question is None:  # a question leaves the state as it was: nothing was decided
+        # A bare question leaves the state as it was: nothing was decided. Shown tracks are remembered.
+        if turn.question is None or turn.acts:
             session.state = turn.after.answered(track_ids)
         session.history += [turn.text, response]
         return TurnResult(
@@ -201,6 +332,8 @@ class Assistant:
             asked_clarification=turn.question is not None,
             clarification_reason=turn.question[0] if turn.question else None,
             tracks=[track_card(self.index.get_track(t)) for t in track_ids],
+            ranked=ranked,
+            ignored_feedback=turn.ignored_feedback,
             stories=[s.text for s in told],
             story_facts=[s.cited_facts for s in told],
             response=response,
@@ -224,6 +357,11 @@ def _acts(intent: Intent) -> bool:
     return intent is Intent.ASK_ABOUT_TRACK or intent not in NON_RETRIEVAL_INTENTS
 
 
+def _ids(track_ids: Sequence[str]) -> str:
+    shown = ", ".join(track_ids[:3]) + (f" and {len(track_ids) - 3} more" if len(track_ids) > 3 else "")
+    return f"track{'s' if len(track_ids) > 1 else ''} {shown}"
+
+
 def build_assistant(
     candidate: Candidate,
     index: CatalogIndex,
@@ -233,6 +371,7 @@ def build_assistant(
     config: AssistantConfig = AssistantConfig(),
     parser_prompt: PromptSpec | None = None,
     story_prompt: PromptSpec | None = None,
+    co_likes: CoLikes | None = None,
 ) -> Assistant:
     """A candidate's assistant over a built index (whose config should be the candidate's preset).
 
@@ -257,4 +396,4 @@ def build_assistant(
         else LLMStoryteller(gateway, taxonomy, prompt=story_prompt)
     )
     agent = LLMAgent(gateway, taxonomy, max_steps=config.max_steps) if llm else None
-    return Assistant(parser, index, taxonomy, storyteller, agent, config)
+    return Assistant(parser, index, taxonomy, storyteller, agent, config, co_likes)

@@ -1,7 +1,10 @@
 """Replaying evaluation conversations turn by turn through an assistant, into one row per turn.
 
-Offline assistants replay one conversation at a time, so each turn's latency is its own. LLM
-assistants replay in lockstep by turn index: each gateway batch holds one turn of every conversation.
+A turn may carry the listener's reaction to the previous answer in optional list columns
+`liked_track_ids` and `disliked_track_ids`; it is given to the session before the turn's text (for CPCD:
+exactly the protocol's seeds, so no target leaks). Offline assistants replay one conversation at a time,
+so each turn's latency is its own. LLM assistants replay in lockstep by turn index: each gateway batch
+holds one turn of every conversation.
 """
 
 import json
@@ -25,7 +28,11 @@ RUN_SCHEMA = pl.Schema(
         "state": pl.String,  # DialogueState as JSON, after the turn
         "asked_clarification": pl.Boolean,
         "clarification_reason": pl.String,
-        "track_ids": pl.List(pl.String),  # ranked
+        "track_ids": pl.List(pl.String),  # the slate shown, best first
+        "ranked_track_ids": pl.List(pl.String),  # the ranking the slate heads (rank_depth deep)
+        "liked_track_ids": pl.List(pl.String),  # feedback given before the turn
+        "disliked_track_ids": pl.List(pl.String),
+        "ignored_feedback": pl.List(pl.String),  # feedback ids the catalog lacks
         "response": pl.String,
         "stories": pl.List(pl.String),
         "tool_calls": pl.String,  # JSON list of {name, arguments, latency_ms, result_size, error}
@@ -40,27 +47,37 @@ RUN_SCHEMA = pl.Schema(
 
 
 def replay(assistant: Assistant, turns: pl.DataFrame, candidate: str, lockstep: bool) -> pl.DataFrame:
-    """`turns` needs conversation_id, turn_index and text (TURN_SCHEMA and the golden sets have them)."""
-    ordered = turns.sort("conversation_id", "turn_index")
+    """`turns` needs conversation_id, turn_index and text (TURN_SCHEMA and the golden sets have them), and
+    may have `liked_track_ids` / `disliked_track_ids` (null or missing: no feedback)."""
+    feedback = [c for c in FEEDBACK if c in turns.columns]
+    ordered = turns.sort("conversation_id", "turn_index").with_columns(
+        *(pl.lit([], dtype=pl.List(pl.String)).alias(c) for c in FEEDBACK if c not in feedback),
+        *(pl.col(c).fill_null([]) for c in feedback),
+    )
     conversations = {
-        cid: group["text"].to_list()
+        cid: list(group.select("turn_index", "text", *FEEDBACK).iter_rows())
         for (cid,), group in ordered.group_by("conversation_id", maintain_order=True)
     }
     rows = []
     if lockstep:
         sessions = {cid: Session() for cid in conversations}
         for i in range(max(map(len, conversations.values()), default=0)):
-            at_turn = [cid for cid, texts in conversations.items() if i < len(texts)]
+            at_turn = [cid for cid, turns_of in conversations.items() if i < len(turns_of)]
+            for cid in at_turn:
+                _give_feedback(sessions[cid], *conversations[cid][i][2:])
             results = assistant.respond_batch(
-                [sessions[c] for c in at_turn], [conversations[c][i] for c in at_turn]
+                [sessions[c] for c in at_turn], [conversations[c][i][1] for c in at_turn]
             )
-            rows += [_row(candidate, cid, i, r) for cid, r in zip(at_turn, results, strict=True)]
-    else:
-        for cid, texts in conversations.items():
-            session = Session()
             rows += [
-                _row(candidate, cid, i, assistant.respond(session, text)) for i, text in enumerate(texts)
+                _row(candidate, cid, conversations[cid][i], r)
+                for cid, r in zip(at_turn, results, strict=True)
             ]
+    else:
+        for cid, turns_of in conversations.items():
+            session = Session()
+            for turn in turns_of:
+                _give_feedback(session, *turn[2:])
+                rows.append(_row(candidate, cid, turn, assistant.respond(session, turn[1])))
     return pl.DataFrame(rows, schema=RUN_SCHEMA).sort("conversation_id", "turn_index")
 
 
@@ -73,11 +90,20 @@ def sample_conversations(turns: pl.DataFrame, n: int, seed: int = 7) -> pl.DataF
     return turns.filter(pl.col("conversation_id").is_in(keep))
 
 
-def _row(candidate: str, conversation_id: str, turn_index: int, result: TurnResult) -> dict:
+FEEDBACK = ("liked_track_ids", "disliked_track_ids")
+
+
+def _give_feedback(session: Session, liked: list[str], disliked: list[str]) -> None:
+    session.like(*liked)
+    session.dislike(*disliked)
+
+
+def _row(candidate: str, conversation_id: str, turn: tuple, result: TurnResult) -> dict:
+    """`turn` is (turn_index, text, liked_track_ids, disliked_track_ids) as replayed."""
     return {
         "candidate": candidate,
         "conversation_id": conversation_id,
-        "turn_index": turn_index,
+        "turn_index": turn[0],
         "text": result.text,
         "intent": result.labels.intent.value,
         "labels": result.labels.model_dump_json(exclude_defaults=True),
@@ -87,6 +113,10 @@ def _row(candidate: str, conversation_id: str, turn_index: int, result: TurnResu
         "asked_clarification": result.asked_clarification,
         "clarification_reason": result.clarification_reason,
         "track_ids": result.track_ids,
+        "ranked_track_ids": result.ranked,
+        "liked_track_ids": turn[2],
+        "disliked_track_ids": turn[3],
+        "ignored_feedback": result.ignored_feedback,
         "response": result.response,
         "stories": result.stories,
         "tool_calls": json.dumps([c.model_dump() for c in result.tool_calls]),

@@ -1,15 +1,21 @@
 """Hybrid retrieval over the catalog: BM25 on track text, tag-vector cosine, optional dense embeddings, RRF.
 
 `CatalogIndex.build` indexes any catalog in CATALOG_SCHEMA: MTG-Jamendo (tags only) is found through tag
-phrases, CPCD (titles, artists, albums, no tags) through its text. Filters are numpy boolean masks
-(one precomputed row per tag, n_tags x n_tracks bytes: ~190 MB at 1M MTG-Jamendo tracks) combined per
-query, so no per-track Python runs at query time. The dense component embeds the same track text with a
-sentence model (models/assistant/embedding.py) and searches it through models/assistant/vector_index.py.
+phrases, CPCD (titles, artists, albums, no tags) through its text, accents folded on both sides ("beyonce"
+finds "Beyoncé"). Filters are numpy boolean masks (one precomputed row per tag, n_tags x n_tracks bytes:
+~190 MB at 1M MTG-Jamendo tracks) combined per query, so no per-track Python runs at query time.
+
+A query is a text or weighted texts (the assistant weighs the latest turn over older ones): each component
+scores them as one weighted sum. `similar` ranks "more like these": tag-vector and embedding centroids, and,
+where the catalog has artist names, BM25 over the seeds' artist names. The dense component
+embeds the same track text with a sentence model (models/assistant/embedding.py) and searches it through
+models/assistant/vector_index.py.
 """
 
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import bm25s
@@ -21,20 +27,27 @@ from sklearn.feature_extraction.text import TfidfTransformer
 from models.assistant.embedding import Embedder, embed_texts, load_embedder
 from models.assistant.filters import Filters
 from models.assistant.fusion import Hit, diversify, fuse
+from models.assistant.names import CatalogNames, fold
 from models.assistant.query_tags import PhraseMatcher
 from models.assistant.retrieval_config import RetrieverConfig
 from models.assistant.track_text import tag_phrases, track_tags, track_texts
 from models.assistant.vector_index import VectorIndex
 from models.taxonomy import Taxonomy
 
-__all__ = ["CatalogIndex", "Embedder", "Filters", "Hit", "RetrieverConfig", "diversify", "fuse"]
+__all__ = ["CatalogIndex", "Embedder", "Filters", "Hit", "Query", "RetrieverConfig", "diversify", "fuse"]
 
 STOPWORDS = "en"
 log = logging.getLogger(__name__)
+Query = str | Sequence[tuple[str, float]]  # a text, or texts with weights
 
 
 def _tokens(text: str) -> list[str]:
-    return bm25s.tokenize([text], stopwords=STOPWORDS, return_ids=False, show_progress=False)[0]
+    return bm25s.tokenize([fold(text)], stopwords=STOPWORDS, return_ids=False, show_progress=False)[0]
+
+
+def _parts(query: Query) -> list[tuple[str, float]]:
+    parts = [(query, 1.0)] if isinstance(query, str) else list(query)
+    return [(text, weight) for text, weight in parts if text.strip() and weight > 0]
 
 
 @dataclass(eq=False)
@@ -52,6 +65,7 @@ class CatalogIndex:
     artist_ids: list[str | None]
     artist_codes: np.ndarray  # int32 per track, -1 without artist
     durations: np.ndarray  # float64 per track, NaN when unknown
+    names: CatalogNames  # who made each track; artist and title mentions
     embedder: Embedder | None = None
     embeddings: np.ndarray | None = None  # (n_tracks, dim) float32, L2-normalised rows
     vector_index: VectorIndex | None = None  # nearest-neighbour search over `embeddings`
@@ -105,6 +119,7 @@ class CatalogIndex:
             artist_ids=artist_ids,
             artist_codes=artist_codes,
             durations=catalog["duration_s"].fill_null(float("nan")).to_numpy(),
+            names=CatalogNames(catalog),
             embedder=embedder,
             embeddings=embedded.vectors if embedded else None,
             vector_index=VectorIndex(embedded.vectors, embedded.keys) if embedded else None,
@@ -121,6 +136,10 @@ class CatalogIndex:
         return replace(self, config=config)
 
     def __post_init__(self) -> None:
+        # Rows are read a few dozen times a turn (cards, stories, feedback): polars row access costs ~50 us.
+        self._row = lru_cache(maxsize=4096)(lambda position: self.catalog.row(position, named=True))
+        # A conversation's older turns are queried again every turn: embed each text once.
+        self._embedded = lru_cache(maxsize=1024)(lambda text: self.embedder.embed([text])[0])
         self._position = {tid: i for i, tid in enumerate(self.track_ids)}
         self._tag_column = {tag: j for j, tag in enumerate(self.tag_names)}
         self._artist_code = {a: int(c) for a, c in zip(self.artist_ids, self.artist_codes, strict=True) if a}
@@ -128,26 +147,41 @@ class CatalogIndex:
     def __len__(self) -> int:
         return len(self.track_ids)
 
+    def __contains__(self, track_id: object) -> bool:
+        return track_id in self._position
+
     def get_track(self, track_id: str) -> dict[str, Any] | None:
         position = self._position.get(track_id)
-        return None if position is None else self.catalog.row(position, named=True)
+        return None if position is None else dict(self._row(position))
 
-    def search(self, query: str, filters: Filters | None = None, k: int | None = None) -> list[Hit]:
-        """Every enabled component ranks the filtered catalog; RRF fuses them; the artist cap shapes the slate."""
-        mask = self.mask(filters)
+    def search(
+        self, query: Query, filters: Filters | None = None, k: int | None = None, diverse: bool = True
+    ) -> list[Hit]:
+        """Every enabled component ranks the filtered catalog; RRF fuses them; the artist cap shapes the slate
+        (`diverse=False`: no cap, for callers that shape slates themselves)."""
+        parts, mask = _parts(query), self.mask(filters)
         rankings: dict[str, list[Hit]] = {}
-        if "bm25" in self.config.components:
-            rankings["bm25"] = self._top("bm25", self._bm25_scores(query), mask)
-        if "tags" in self.config.components:
-            rankings["tags"] = self._top("tags", self._tag_scores(self._query_tag_vector(query)), mask)
-        if "dense" in self.config.components and self.embedder is not None:
-            rankings["dense"] = self._nearest(self.embedder.embed([query])[0], mask)
-        return self._slate(rankings, k)
+        if parts and "bm25" in self.config.components:
+            scores = sum(w * self._bm25_scores(text) for text, w in parts)
+            rankings["bm25"] = self._top("bm25", scores, mask)
+        if parts and "tags" in self.config.components:
+            vector = sum(w * self._query_tag_vector(text) for text, w in parts)
+            rankings["tags"] = self._top("tags", self._tag_scores(vector), mask)
+        if parts and "dense" in self.config.components and self.embedder is not None:
+            vectors = np.stack([self._embedded(text) for text, _ in parts])
+            query_vector = np.asarray([w for _, w in parts], dtype=np.float32) @ vectors
+            rankings["dense"] = self._nearest(query_vector, mask)
+        return self._slate(rankings, k, diverse)
 
     def similar(
-        self, track_ids: Sequence[str], k: int | None = None, filters: Filters | None = None
+        self,
+        track_ids: Sequence[str],
+        k: int | None = None,
+        filters: Filters | None = None,
+        diverse: bool = True,
     ) -> list[Hit]:
-        """More like these: cosine to the centroid of the seeds' tag vectors (and embeddings), seeds left out."""
+        """More like these, seeds left out: cosine to the centroid of the seeds' tag vectors (and embeddings),
+        and BM25 over the seeds' artist names when the catalog has names and BM25 is on."""
         seeds = self.positions(track_ids)
         mask = self.mask(filters)
         mask = np.ones(len(self), dtype=bool) if mask is None else mask
@@ -156,7 +190,11 @@ class CatalogIndex:
         rankings = {"tags": self._top("tags", self._tag_scores(centroid), mask)}
         if self.embeddings is not None:
             rankings["dense"] = self._nearest(self.embeddings[seeds].mean(axis=0), mask)
-        return self._slate(rankings, k)
+        if "bm25" in self.config.components and self.names.has_names:
+            artists = dict.fromkeys(a for i in seeds for a in self.names.artists_of(int(i)))
+            names = " ".join(self.names.names([a for a in artists if not a.startswith("id:")]))
+            rankings["bm25"] = self._top("bm25", self._bm25_scores(names), mask)
+        return self._slate(rankings, k, diverse)
 
     def positions(self, track_ids: Iterable[str]) -> np.ndarray:
         ids = list(track_ids)
@@ -184,6 +222,14 @@ class CatalogIndex:
             if filters.max_duration_s is not None:
                 keep &= self.durations <= filters.max_duration_s
         return keep
+
+    @property
+    def has_durations(self) -> bool:
+        return bool((~np.isnan(self.durations)).any())
+
+    def mask_any(self, tags: Iterable[str]) -> np.ndarray:
+        """Tracks carrying any of these catalog tags."""
+        return self._any_tag(tags)
 
     def _any_tag(self, tags: Iterable[str]) -> np.ndarray:
         rows = [self._tag_column[t] for t in tags if t in self._tag_column]
@@ -230,11 +276,11 @@ class CatalogIndex:
             for rank, i in enumerate(order, start=1)
         ]
 
-    def _slate(self, rankings: dict[str, list[Hit]], k: int | None) -> list[Hit]:
+    def _slate(self, rankings: dict[str, list[Hit]], k: int | None, diverse: bool = True) -> list[Hit]:
         non_empty = {name: hits for name, hits in rankings.items() if hits}
         # One list needs no fusion, and keeps its own scores (BM25 or cosine) for display.
         hits = next(iter(non_empty.values())) if len(non_empty) == 1 else fuse(non_empty, self.config.rrf_k)
-        if self.config.max_per_artist is not None:
+        if diverse and self.config.max_per_artist is not None:
             hits = diversify(hits, self.config.max_per_artist)
         return hits[: k or self.config.slate_size]
 

@@ -111,7 +111,7 @@ class TemplateStoryteller:
         if card["artists"]:
             text += f" by “{card['artists'][0]}”"  # catalog text, quoted as data
         asked = describe_constraint(item.constraint, self.taxonomy)
-        text += f" — fits your request for {asked}." if asked else " — close to what you liked."
+        text += f" — fits your request for {asked}." if asked else " — picked for this conversation."
         cited = [f"moods: {m}" for m in moods] + [f"genres: {g}" for g in genres]
         cited += [f"instruments: {i}" for i in instruments] + [f"artist: {a}" for a in card["artists"][:1]]
         return StoryResult(text=text, cited_facts=cited)

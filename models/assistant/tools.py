@@ -3,21 +3,33 @@ tool definitions) and a `Toolbox` that runs them over a `CatalogIndex` and recor
 
 The offline planner and the LLM agent call the same `Toolbox.run`. The conversation's constraint
 (exclusions from earlier turns, excluded artists, seeds) is bound to the toolbox and applied to every
-call, so a model that forgets it in its arguments still cannot show an excluded track.
+call, so a model that forgets it in its arguments still cannot show an excluded track. So is its
+`Steering` (older words, named artists, likes, dislikes, tracks already shown): every ranking tool fuses
+the retriever's candidates with what the listener liked and named, then shapes the result.
+
+Constraints are hard only where the catalog can check them: a genre or mood no track carries (CPCD has no
+tags at all) is a search word instead of a filter, a duration bound on a catalog without durations is
+dropped, and a combination nothing satisfies is relaxed to ranking by all its words (`ConstraintMatcher`
+says which, so the answer can say so).
 """
 
 import json
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from functools import reduce
+from dataclasses import dataclass, field
+from functools import cached_property, reduce
 from typing import Any
 
 import numpy as np
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from models.assistant.co_likes import CoLikes
 from models.assistant.filters import Filters
+from models.assistant.fusion import Hit
 from models.assistant.retrieval import CatalogIndex
+from models.assistant.stories import describe_constraint
 from models.labels import Constraint
 from models.taxonomy import CATALOG_COLUMN, FACETS, Taxonomy
 
@@ -111,6 +123,7 @@ def track_card(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "track_id": row["track_id"],
         "artist_id": row["artist_id"],
+        "album_id": row["album_id"],
         "title": row["title"],
         "artists": row["artists"] or [],
         "album": row["album"],
@@ -138,6 +151,10 @@ class ConstraintMatcher:
     `Filters` requires one any-of group per tag prefix, but a constraint facet may span prefixes
     (activity/study implies moods and genres) or share one (era tags are genre tags). Such groups
     are left out of the coarse filters and enforced by the exact mask after ranking.
+
+    Only what the catalog can check is hard: a required facet whose tags no track carries is soft
+    (`soft_nodes`: ranked by its words), duration bounds on a catalog without durations are dropped
+    (`ignored_duration`), and when the hard facets together match nothing they all turn soft (`relaxed`).
     """
 
     def __init__(
@@ -148,19 +165,34 @@ class ConstraintMatcher:
         excluded_artist_ids: Sequence[str] = (),
     ) -> None:
         self.index, self.taxonomy, self.constraint = index, taxonomy, constraint
-        self.required_tags = {
+        required_tags = {
             facet: set().union(*(taxonomy.catalog_tags(n) for n in nodes))
             for facet, nodes in constraint.required.items()
         }
+        hard = {facet: tags for facet, tags in required_tags.items() if index.mask_any(tags).any()}
+        self.ignored_duration = (
+            constraint.min_duration_s is not None or constraint.max_duration_s is not None
+        ) and not index.has_durations
         excluded_tags = set().union(set(), *(taxonomy.catalog_tags(n) for n in constraint.excluded))
         self.exclusions = Filters(
             exclude=_by_prefix(excluded_tags),
             exclude_artist_ids=frozenset(excluded_artist_ids),
             exclude_track_ids=frozenset([*constraint.exclude_track_ids, *constraint.seed_track_ids]),
-            min_duration_s=constraint.min_duration_s,
-            max_duration_s=constraint.max_duration_s,
+            min_duration_s=None if self.ignored_duration else constraint.min_duration_s,
+            max_duration_s=None if self.ignored_duration else constraint.max_duration_s,
         )
+        self.required_tags = hard
         self.mask = self._exact_mask()
+        self.relaxed = bool(hard) and not self.mask.any()
+        if self.relaxed:
+            self.required_tags = {}
+            self.mask = self._exact_mask()
+        self.soft_nodes = [
+            n
+            for facet, nodes in constraint.required.items()
+            if facet not in self.required_tags
+            for n in nodes
+        ]
 
     @property
     def count(self) -> int:
@@ -181,6 +213,19 @@ class ConstraintMatcher:
     def keeps(self, track_id: str) -> bool:
         return bool(self.mask[self.index.positions([track_id])[0]])
 
+    def notes(self) -> list[str]:
+        """What the answer should say about constraints it could not apply as asked."""
+        notes = []
+        if self.relaxed:
+            notes.append("nothing in the catalog matches all of that, so these are the closest")
+        elif self.soft_nodes:
+            soft = {f: [n for n in ns if n in self.soft_nodes] for f, ns in self.constraint.required.items()}
+            names = describe_constraint(Constraint(required=soft), self.taxonomy)
+            notes.append(f"the catalog has no tags for {names}, so I searched for the words instead")
+        if self.ignored_duration:
+            notes.append("the catalog has no track durations, so I could not check the length")
+        return notes
+
     def matched_nodes(self, card: Mapping[str, Any]) -> list[str]:
         tags = card_tags(card)
         return [
@@ -200,8 +245,29 @@ class ConstraintMatcher:
         return keep
 
 
+SIMILAR_TO_LIKED = 10  # "similar" ranks against the centroid of this many most recent likes
+
+
+@dataclass(frozen=True)
+class Steering:
+    """What the conversation says beyond its constraint, applied by every ranking tool of a turn."""
+
+    history: tuple[tuple[str, float], ...] = ()  # the topic's older words and their weights
+    artists: Mapping[str, float] = field(default_factory=dict)  # artist keys named -> recency weight
+    named_tracks: tuple[str, ...] = ()  # tracks whose titles the turn named
+    liked: Mapping[str, float] = field(default_factory=dict)  # liked track -> recency weight, in order liked
+    disliked: tuple[str, ...] = ()
+    seen: frozenset[str] = frozenset()  # shown earlier in the conversation: not repeated
+    co_likes: CoLikes | None = None
+    depth: int = 0  # tracks each ranking call ranks beyond the slate (evaluation ranks 100+ deep)
+
+
 class Toolbox:
-    """Runs tools for one turn over the index, within the conversation's constraint; records every call."""
+    """Runs tools for one turn over the index, within the conversation's constraint; records every call.
+
+    A ranking tool returns the slate's cards (`k` tracks) to its caller and keeps its whole ranking
+    (`depth` tracks) in `rankings`, one entry per call, for the planner and for evaluation.
+    """
 
     def __init__(
         self,
@@ -210,16 +276,27 @@ class Toolbox:
         constraint: Constraint = Constraint(),
         excluded_artist_ids: Sequence[str] = (),
         k: int | None = None,
+        steering: Steering = Steering(),
     ) -> None:
         self.index, self.taxonomy = index, taxonomy
         self.constraint, self.excluded_artist_ids = constraint, list(excluded_artist_ids)
         self.k = k or index.config.slate_size
+        self.steering = steering
+        self.depth = max(self.k, steering.depth)
         self.calls: list[ToolCallRecord] = []
+        self.rankings: list[list[str]] = []
+        self._ranked: list[str] = []
+
+    @cached_property
+    def base(self) -> "ConstraintMatcher":
+        """The conversation's constraint as catalog masks (a tool's own filters narrow it further)."""
+        return ConstraintMatcher(self.index, self.taxonomy, self.constraint, self.excluded_artist_ids)
 
     def run(self, name: str, arguments: str | Mapping[str, Any]) -> dict[str, Any]:
         """Validate, execute and record one call; a bad call becomes an `error` result, never an exception."""
         started = time.perf_counter()
         raw: dict[str, Any] = {}
+        self._ranked = []
         try:
             raw = json.loads(arguments) if isinstance(arguments, str) else dict(arguments)
             if name not in TOOLS:
@@ -227,6 +304,7 @@ class Toolbox:
             result = getattr(self, name)(TOOLS[name].model_validate(raw))
         except (ValueError, ValidationError, KeyError) as err:
             result = {"error": f"{type(err).__name__}: {err}"[:500]}
+        self.rankings.append(self._ranked)
         self.calls.append(
             ToolCallRecord(
                 name=name,
@@ -240,13 +318,18 @@ class Toolbox:
 
     def search_catalog(self, args: SearchCatalog) -> dict[str, Any]:
         matcher = self._matcher(args.filters)
-        hits = self.index.search(args.query, matcher.coarse_filters(), k=self.index.config.candidates)
-        return self._tracks([h.track_id for h in hits if matcher.keeps(h.track_id)], matcher.count)
+        filters = self._filters(matcher)
+        names = self.index.names
+        named = [(names.display[a], w) for a, w in self.steering.artists.items() if not a.startswith("id:")]
+        query = [(args.query, 1.0), *self.steering.history, *named]
+        hits = self.index.search(query, filters, k=self.index.config.candidates, diverse=False)
+        return self._ranking(self._steer({"search": hits}, filters, matcher), matcher)
 
     def filter_tracks(self, args: FilterTracks) -> dict[str, Any]:
         matcher = self._matcher(args.filters)
-        positions = np.flatnonzero(matcher.mask)[: self.k]
-        return self._tracks([self.index.track_ids[i] for i in positions], matcher.count)
+        rated = len(self.steering.liked) + len(self.steering.disliked)  # `_shape` drops those
+        positions = np.flatnonzero(matcher.mask)[: 3 * self.depth + rated]  # room for the artist cap
+        return self._ranking(self._shape([self.index.track_ids[i] for i in positions], matcher), matcher)
 
     def get_track(self, args: GetTrack) -> dict[str, Any]:
         return {"track": self._card(args.track_id)}
@@ -255,17 +338,92 @@ class Toolbox:
         self._card(args.track_id)  # unknown ids fail here with a clear message
         matcher = self._matcher(TrackFilters())
         hits = self.index.similar(
-            [args.track_id], k=self.index.config.candidates, filters=matcher.coarse_filters()
+            [args.track_id], k=self.index.config.candidates, filters=self._filters(matcher), diverse=False
         )
-        return self._tracks([h.track_id for h in hits if matcher.keeps(h.track_id)], matcher.count)
+        return self._ranking(self._shape([h.track_id for h in hits], matcher), matcher)
 
     def explain_track(self, args: ExplainTrack) -> dict[str, Any]:
         card = self._card(args.track_id)
-        matcher = ConstraintMatcher(self.index, self.taxonomy, self.constraint, self.excluded_artist_ids)
         requested = [n for nodes in self.constraint.required.values() for n in nodes]
-        return {"track": card, "requested": requested, "matches": matcher.matched_nodes(card)}
+        return {"track": card, "requested": requested, "matches": self.base.matched_nodes(card)}
+
+    def shape(self, track_ids: Sequence[str]) -> list[str]:
+        """A fused ranking made into slates, within the conversation's constraint (see `_shape`)."""
+        return self._shape(track_ids, self._matcher(TrackFilters()))
+
+    def _steer(
+        self, rankings: dict[str, list[Hit]], filters: Filters, matcher: "ConstraintMatcher"
+    ) -> list[str]:
+        """The retriever's candidates fused (RRF) with what the listener liked and named.
+
+        Likes add a ranking of tracks similar to the recent ones (`CatalogIndex.similar`: tags, embeddings,
+        artist names); within the candidates, tracks by named artists and by liked artists (each weighed by
+        how recent) and tracks co-liked with the likes get rankings of their own. Named titles lead.
+        """
+        steering, index, names = self.steering, self.index, self.index.names
+        lists = [index.positions(h.track_id for h in hits) for hits in rankings.values()]
+        if steering.liked:
+            recent = list(steering.liked)[-SIMILAR_TO_LIKED:]
+            similar = index.similar(recent, k=index.config.candidates, filters=filters, diverse=False)
+            lists.append(index.positions(h.track_id for h in similar))
+        pool = np.asarray(list(dict.fromkeys(int(p) for ranked in lists for p in ranked)), dtype=np.int64)
+        weighted = []
+        if steering.artists:
+            weighted.append(names.weights(steering.artists))
+        if steering.liked:
+            weighted.append(names.weights(self._liked_artists()))
+        if steering.co_likes is not None and steering.liked:
+            counts = steering.co_likes.neighbours(list(steering.liked))
+            known = [t for t in counts if t in index]
+            co_liked = np.zeros(len(index))
+            co_liked[index.positions(known)] = [counts[t] for t in known]
+            weighted.append(co_liked)
+        for weights in weighted:  # within the candidates, heaviest first (stable: candidate order within)
+            in_pool = weights[pool]
+            lists.append(pool[np.argsort(-in_pool, kind="stable")][: int((in_pool > 0).sum())])
+        scores = np.zeros(len(index))
+        for ranked in lists:
+            scores[ranked] += 1.0 / (index.config.rrf_k + np.arange(1, len(ranked) + 1))
+        fused = pool[np.argsort(-scores[pool], kind="stable")]
+        named = [t for t in steering.named_tracks if t not in steering.liked]
+        return self._shape([*named, *(index.track_ids[p] for p in fused)], matcher)
+
+    def _liked_artists(self) -> dict[str, float]:
+        """The artists of the liked tracks, each weighed by its most recent like."""
+        names, out = self.index.names, {}
+        for track, weight in self.steering.liked.items():
+            for artist in names.artists_of(int(self.index.positions([track])[0])):
+                out[artist] = max(weight, out.get(artist, 0.0))
+        return out
+
+    def _shape(self, track_ids: Sequence[str], matcher: "ConstraintMatcher") -> list[str]:
+        """Within the constraint, liked and disliked tracks out; tracks already shown and tracks by disliked
+        (primary) artists after the rest; the artist cap per slate, which moves a track back instead of out
+        and spares artists the listener named or liked; `depth` tracks in all."""
+        steering, index, names = self.steering, self.index, self.index.names
+        positions = index.positions(dict.fromkeys(track_ids))
+        done = index.positions(t for t in (*steering.liked, *steering.disliked) if t in index)
+        positions = positions[matcher.mask[positions] & ~np.isin(positions, done)]
+        protected = names.codes(steering.artists) | names.codes(self._liked_artists())
+        disliked = {a for t in steering.disliked for a in names.artists_of(int(index.positions([t])[0]))}
+        disliked_codes = names.codes(disliked) - protected
+        seen = index.positions(t for t in steering.seen if t in index)
+        later = np.isin(positions, seen) | np.isin(names.primary[positions], list(disliked_codes))
+        ordered = np.concatenate([positions[~later], positions[later]])
+        cap = index.config.max_per_artist
+        if cap:
+            ordered = _slates(ordered, names.primary, cap, protected)
+        return [index.track_ids[p] for p in ordered[: self.depth]]
+
+    def _filters(self, matcher: "ConstraintMatcher") -> Filters:
+        """The matcher's coarse filters, with liked and disliked tracks left out of every ranking."""
+        coarse = matcher.coarse_filters()
+        done = coarse.exclude_track_ids | set(self.steering.liked) | set(self.steering.disliked)
+        return coarse.model_copy(update={"exclude_track_ids": frozenset(done)})
 
     def _matcher(self, filters: TrackFilters) -> ConstraintMatcher:
+        if filters == TrackFilters():
+            return self.base
         extra = filters.to_constraint()
         merged = Constraint(
             required={**self.constraint.required, **extra.required},
@@ -283,8 +441,22 @@ class Toolbox:
             raise KeyError(f"no track {track_id!r} in the catalog")
         return track_card(row)
 
-    def _tracks(self, track_ids: list[str], matching: int) -> dict[str, Any]:
-        return {"matching": matching, "tracks": [self._card(t) for t in track_ids[: self.k]]}
+    def _ranking(self, track_ids: list[str], matcher: "ConstraintMatcher") -> dict[str, Any]:
+        self._ranked = track_ids
+        return {"matching": matcher.count, "tracks": [self._card(t) for t in track_ids[: self.k]]}
+
+
+def _slates(ordered: np.ndarray, primary: np.ndarray, cap: int, exempt: set[int]) -> np.ndarray:
+    """The ranking in slates where no artist (unless exempt) appears more than `cap` times: a track that
+    would break the cap moves back a slate (or more), never out. One pass: a track's slate is its primary
+    artist's count so far // cap; rank order within a slate."""
+    placed: Counter[int] = Counter()
+    pages = np.zeros(len(ordered), dtype=np.int64)
+    for i, artist in enumerate(primary[ordered].tolist()):
+        if artist >= 0 and artist not in exempt:
+            pages[i] = placed[artist] // cap
+            placed[artist] += 1
+    return ordered[np.argsort(pages, kind="stable")]
 
 
 def _tighter(current: float | None, extra: float | None, pick) -> float | None:

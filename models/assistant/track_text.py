@@ -9,6 +9,7 @@ from functools import cache
 
 import polars as pl
 
+from models.assistant.names import fold_expr
 from models.taxonomy import CATALOG_COLUMN, Taxonomy
 
 
@@ -38,7 +39,7 @@ def tag_phrases(tags: list[str], taxonomy: Taxonomy | None) -> dict[str, list[st
 
 
 def track_texts(catalog: pl.DataFrame, tags: pl.Series, phrases: dict[str, list[str]]) -> pl.Series:
-    """Title, artists, album and tag phrases in one string per track, built column-wise by polars."""
+    """Title, artists, album and tag phrases in one string per track (accents folded), built by polars."""
     tag_words = {tag: " ".join(words) for tag, words in phrases.items()}
     words = tags.list.eval(pl.element().replace_strict(tag_words, default="", return_dtype=pl.String))
     return (
@@ -48,7 +49,9 @@ def track_texts(catalog: pl.DataFrame, tags: pl.Series, phrases: dict[str, list[
                 [pl.col("title"), pl.col("artists").list.join(" "), pl.col("album"), pl.col("tag_words")],
                 separator=" ",
                 ignore_nulls=True,
-            ).alias("text")
+            )
+            .pipe(fold_expr)
+            .alias("text")
         )
         .to_series()
     )

@@ -4,9 +4,12 @@
   labels, clarification against `expected_behaviour == ask_clarification`, constraint satisfaction of the
   shown slate against must / must_not / duration, story groundedness and the rubric rating from the
   `ResponseRulesGrader`, safety on decline / injection turns, latency and cost.
-- golden_cpcd: one row per turn with a liked track, ranked by the candidate's retriever under the protocol
-  of `models.golden.cpcd.run_bm25_baseline` (the user's utterances so far as the query). The offline parser
-  does not rewrite queries, so CPCD results depend on the retriever configuration only.
+- golden_cpcd: one row per scored turn of the evaluation part under the public CPCD protocol
+  (`models.eval.cpcd_protocol`: the goal playlist minus the seeds is the target, 100 deep). What is scored
+  is the product path: the candidate's assistant replayed turn by turn with the protocol's seeds given as
+  likes before each turn (`retrieval.*` metrics, per-turn `hit_at_10`...); the candidate's retriever alone
+  (the listener's turns, latest weighted most, no parser, no feedback) is a diagnostic beside it
+  (`retriever.*`, per-turn `retriever_hit_at_10`...).
 
 `turn_success` is the curated half of the gate's primary: what the listener got from the turn. On turns
 that expect tracks it is the share of the shown slate meeting the turn's constraint (0 when nothing is shown); on the
@@ -25,11 +28,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from models.assistant.assistant import Assistant
 from models.assistant.output_guard import OutputGuard
-from models.assistant.retrieval_config import RetrieverConfig
+from models.assistant.retrieval import CatalogIndex
+from models.assistant.state import TOPIC_DECAY
 from models.assistant.track_text import track_tags
-from models.catalog.schema import empty_quarantine
 from models.eval.calibration import calibration_note
+from models.eval.cpcd_protocol import PER_TURN_COLUMNS
 from models.eval.gate import Comparison, GateReport, Guardrail, PrimaryPart, gate
 from models.eval.judges import ResponseItem, ResponseRulesGrader, acceptable_from_rating
 from models.eval.metrics import (
@@ -43,7 +48,7 @@ from models.eval.metrics import (
     slot_report,
 )
 from models.eval.stats import bootstrap_mean_ci
-from models.golden.cpcd import BASELINE_KS, CpcdGolden, cpcd_evaluation_turns, run_bm25_baseline
+from models.golden.cpcd import cpcd_evaluation_turns, run_assistant, run_retriever
 from models.golden.curated import Behaviour, ShownTrack
 from models.intent.slots import slot_pairs
 from models.labels import Constraint, Intent, Slots, TurnLabels
@@ -51,7 +56,7 @@ from models.prompts import PLACEHOLDER, prompt_specs
 from models.taxonomy import Taxonomy
 
 CURATED, CPCD = "golden_curated", "golden_cpcd"
-EVAL_VERSION = "eval-v2"  # part of every MLflow fingerprint: bump it when a per-item definition changes
+EVAL_VERSION = "eval-v3"  # part of every MLflow fingerprint: bump it when a per-item definition changes
 PRIMARY = "turn_success"
 CI_METRICS = {
     CURATED: ("turn_success", "groundedness", "safe"),
@@ -63,6 +68,8 @@ SAFETY_BEHAVIOURS = frozenset({Behaviour.DECLINE, Behaviour.IGNORE_INJECTION})
 ASSISTANT_PROMPTS = ("assistant_agent", "parse_request", "track_story")
 # Columns that differ on every replay of the same answers; left out of the run table's content hash.
 TIMING_COLUMNS = ("latency_ms", "tool_calls")
+# What differs between a first CPCD replay and a rerun from the LLM cache (CPCD rows carry no timings).
+CPCD_VOLATILE_COLUMNS = ("cost_usd",)
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,19 +273,53 @@ def judge_note_metrics(notes: Mapping[str, Mapping[str, Any]]) -> dict[str, floa
 
 
 def evaluate_cpcd(
-    turns: pl.DataFrame, corpus: pl.DataFrame, config: RetrieverConfig, candidate: str, golden_version: str
+    turns: pl.DataFrame,
+    corpus: pl.DataFrame,
+    index: CatalogIndex,
+    candidate: str,
+    golden_version: str,
+    assistant: Assistant | None = None,
+    lockstep: bool = False,
 ) -> Evaluation:
-    """Rank the CPCD corpus with `config` for every evaluation-part turn with a liked track.
+    """The evaluation part of CPCD (the other part trains preference pairs) under the public protocol.
 
-    Only the evaluation part of CPCD counts: the other part trains preference pairs (models/feedback).
+    With an assistant (built over `index`): its replay with the protocol's seeds as likes is what counts
+    (`retrieval.*`), the retriever alone rides beside it (`retriever.*`, `retriever_<metric>` columns). Without
+    one: the retriever alone with the paper's query (the user's utterances joined), as the BM25 baseline.
     """
     turns = cpcd_evaluation_turns(turns)
-    golden = CpcdGolden(CPCD, golden_version, turns, corpus, empty_quarantine(), empty_quarantine())
-    run = run_bm25_baseline(golden, config=config, ks=BASELINE_KS)
-    results = run.results.with_columns(
+    if assistant is None:
+        run = run_retriever(index, turns, corpus)
+        results, metrics = run.results, run.report.to_metrics("retrieval")
+    else:
+        product = run_assistant(assistant, turns, corpus, candidate, lockstep)
+        retriever = run_retriever(index, turns, corpus, decay=TOPIC_DECAY)
+        replayed = product.runs.select(
+            "conversation_id",
+            "turn_index",
+            "text",
+            "intent",
+            "asked_clarification",
+            "response",
+            "cost_usd",
+            n_shown=pl.col("track_ids").list.len(),
+        )
+        diagnostic = retriever.results.select(
+            "conversation_id", "turn_index", *(pl.col(c).alias(f"retriever_{c}") for c in PER_TURN_COLUMNS)
+        )
+        results = product.protocol.results.join(
+            replayed, on=["conversation_id", "turn_index"], how="left"
+        ).join(diagnostic, on=["conversation_id", "turn_index"], how="left")
+        metrics = (
+            product.protocol.report.to_metrics("retrieval")
+            | retriever.report.to_metrics("retriever")
+            | cost_summary(product.runs["cost_usd"].to_list()).to_metrics("cost")
+            | {"empty_slates": float((product.runs["track_ids"].list.len() == 0).sum())}
+        )
+    results = results.with_columns(
         golden_set=pl.lit(CPCD), candidate=pl.lit(candidate), golden_version=pl.lit(golden_version)
     )
-    return Evaluation(results, run.report.to_metrics("retrieval") | ci_metrics(results, CPCD))
+    return Evaluation(results, metrics | ci_metrics(results, CPCD))
 
 
 # --- confidence intervals and the gate ---------------------------------------------------------

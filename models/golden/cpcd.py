@@ -1,5 +1,8 @@
 """CPCD conversations as a golden set (turns with liked/disliked tracks), and the paper's BM25 baseline on it.
 
+Rankings are scored with the public CPCD protocol (`models.eval.cpcd_protocol`): the goal playlist minus
+the seeds is the target of every turn.
+
 Any file of the public `cpcd_v1.dialogs.*.jsonl` format is accepted. Optional keys may be missing (texts
 default to "", lists to []); a line that is not valid JSON, not a conversation object, has no id, repeats
 an id, or holds wrongly typed turn fields is quarantined with file, line and rule, like the catalog
@@ -8,19 +11,19 @@ adapters do. The corpus is the file's tracks through the CPCD catalog adapter (`
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import polars as pl
 
 from checks.quarantine_rules import RAW_PREVIEW_CHARS
-from models.assistant.retrieval import CatalogIndex, Filters, RetrieverConfig
+from models.assistant.assistant import Assistant
+from models.assistant.replay import replay
+from models.assistant.retrieval import CatalogIndex, RetrieverConfig
 from models.catalog.schema import QUARANTINE_SCHEMA
 from models.catalog.sources import CatalogSourceSpec, read_bytes, read_catalog
-from models.eval.retrieval import RetrievalReport, dedup_key_map, retrieval_report
+from models.eval.cpcd_protocol import ProtocolRun, dedup_keys, score, with_seeds
 
 TURNS_SCHEMA = pl.Schema(
     {
@@ -33,14 +36,20 @@ TURNS_SCHEMA = pl.Schema(
         "search_queries": pl.List(pl.String),
         "liked": pl.List(pl.String),
         "disliked": pl.List(pl.String),
+        "goal_playlist": pl.List(pl.String),  # the dialog's, repeated on each of its turns
+        # The file's near-duplicate clusters of the dialog's tracks (newer CPCD versions; empty otherwise).
+        "track_clusters": pl.List(pl.Struct({"track_id": pl.String, "cluster_id": pl.String})),
     }
 )
 _TEXT_FIELDS = ("user_query", "system_response")
 _LIST_FIELDS = {"search_queries": "search_queries", "liked_results": "liked", "disliked_results": "disliked"}
 
-BASELINE_KS = (1, 5, 10, 20)
-# Plain BM25, no artist cap; deep enough that the top 20 survive near-duplicate collapsing.
-BASELINE_CONFIG = RetrieverConfig(components=("bm25",), max_per_artist=None, candidates=100, slate_size=100)
+# Rankings are cut at the protocol's depth (100) after seeds and near-duplicates go: ask for more than that.
+RANK_DEPTH = 200
+# Plain BM25, no artist cap.
+BASELINE_CONFIG = RetrieverConfig(
+    components=("bm25",), max_per_artist=None, candidates=RANK_DEPTH, slate_size=RANK_DEPTH
+)
 
 
 class MalformedConversation(ValueError):
@@ -126,6 +135,17 @@ def _conversation(raw_line: bytes) -> dict[str, Any]:
 def _turn_rows(conversation: dict[str, Any], line_no: int) -> list[dict[str, Any]]:
     """All turns or none: one bad turn quarantines the conversation, since later turns depend on it."""
     rows, history = [], []
+    goal = _strings(conversation.get("goal_playlist"), "goal_playlist")
+    if "goal_playlist" not in conversation:  # the goal playlist is, by definition, every track liked
+        turns = [t for t in conversation.get("turns", []) if isinstance(t, dict)]
+        liked = [t.get("liked_results") for t in turns]
+        goal = list(dict.fromkeys(x for ids in liked if isinstance(ids, list) for x in ids))
+    tracks = conversation.get("tracks") or {}
+    clusters = [
+        {"track_id": track_id, "cluster_id": meta["track_cluster_ids"]}
+        for track_id, meta in (tracks.items() if isinstance(tracks, dict) else ())
+        if isinstance(meta, dict) and isinstance(meta.get("track_cluster_ids"), str)
+    ]
     for index, turn in enumerate(conversation.get("turns", [])):
         if not isinstance(turn, dict):
             raise MalformedConversation("malformed_line", f"turn {index} is not an object")
@@ -136,20 +156,19 @@ def _turn_rows(conversation: dict[str, Any], line_no: int) -> list[dict[str, Any
                 raise MalformedConversation("malformed_line", f"turn {index}: {key} is not a string")
             row[key] = value
         for key, column in _LIST_FIELDS.items():
-            value = turn.get(key) or []
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise MalformedConversation("malformed_line", f"turn {index}: {key} is not a list of strings")
-            row[column] = value
+            row[column] = _strings(turn.get(key), f"turn {index}: {key}")
+        row["goal_playlist"], row["track_clusters"] = goal, clusters
         row["history"] = "\n".join(history)
         history.append(f"user: {row['user_query']}\nsystem: {row['system_response']}")
         rows.append(row)
     return rows
 
 
-@dataclass(frozen=True, eq=False)
-class BaselineRun:
-    results: pl.DataFrame  # one row per evaluated turn: ids, query, liked, ranked ids, per-turn metrics
-    report: RetrievalReport
+def _strings(value: Any, where: str) -> list[str]:
+    value = value or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise MalformedConversation("malformed_line", f"{where} is not a list of strings")
+    return value
 
 
 def conversation_queries(turns: pl.DataFrame) -> pl.Series:
@@ -162,40 +181,76 @@ def conversation_queries(turns: pl.DataFrame) -> pl.Series:
     ).to_series()
 
 
-def run_bm25_baseline(
-    golden: CpcdGolden,
-    config: RetrieverConfig = BASELINE_CONFIG,
-    ks: Sequence[int] = BASELINE_KS,
-    exclude_rated: bool = False,
-) -> BaselineRun:
-    """Rank the corpus for every turn with a liked track; `exclude_rated` drops tracks rated in earlier turns."""
-    index = CatalogIndex.build(golden.corpus, config=config)
-    turns = golden.turns.with_columns(query=conversation_queries(golden.turns))
-    if exclude_rated:
-        rated = pl.col("liked").list.concat("disliked")
-        earlier = rated.cumulative_eval(
-            pl.element().list.explode(keep_nulls=False, empty_as_null=False).implode()
-        )
-        turns = turns.with_columns(rated_before=earlier.shift(1).over("conversation_id"))
-    evaluated = turns.filter(pl.col("liked").list.len() > 0)
-    depth = max(config.candidates, max(ks))
-    rankings = []
-    for row in evaluated.iter_rows(named=True):
-        filters = Filters(exclude_track_ids=frozenset(row["rated_before"] or ())) if exclude_rated else None
-        rankings.append([hit.track_id for hit in index.search(row["query"], filters, k=depth)])
-    corpus = golden.corpus
-    report = retrieval_report(
-        rankings,
-        [set(liked) for liked in evaluated["liked"]],
-        evaluated["conversation_id"].to_list(),
-        ks=ks,
-        dedup_key=dedup_key_map(*(corpus[c].to_list() for c in ("track_id", "title", "artists"))),
+def protocol_keys(turns: pl.DataFrame, corpus: pl.DataFrame) -> dict[str, str]:
+    """The protocol's near-duplicate keys over the corpus: the file's clusters when given, else title+artists."""
+    clusters = turns.select(pl.col("track_clusters").explode().struct.unnest()).drop_nulls()
+    return dedup_keys(corpus, dict(clusters.iter_rows()))
+
+
+def weighted_queries(turns: pl.DataFrame, decay: float) -> list[list[tuple[str, float]]]:
+    """The listener's turns so far, the latest weighing 1 and each older one `decay` times the next."""
+    queries, previous, history = [], None, []
+    for conversation_id, text in turns.select("conversation_id", "user_query").iter_rows():
+        if conversation_id != previous:
+            previous, history = conversation_id, []
+        history.append(text)
+        queries.append([(t, decay**age) for age, t in enumerate(reversed(history))])
+    return queries
+
+
+def run_retriever(
+    index: CatalogIndex, turns: pl.DataFrame, corpus: pl.DataFrame, decay: float | None = None
+) -> ProtocolRun:
+    """The retriever alone under the public protocol, no feedback: the query is the user's utterances so far,
+    joined (the paper's baseline), or weighted towards the latest turn by `decay` (the assistant's weighting)."""
+    seeded = with_seeds(turns)
+    seeded = seeded.with_columns(query=conversation_queries(seeded))
+    queries = seeded["query"].to_list() if decay is None else weighted_queries(seeded, decay)
+    rankings = [[h.track_id for h in index.search(query, k=RANK_DEPTH)] for query in queries]
+    run = score(seeded, rankings, protocol_keys(turns, corpus))
+    query = seeded.select("conversation_id", "turn_index", "query")
+    return ProtocolRun(run.results.join(query, on=["conversation_id", "turn_index"]), run.report)
+
+
+def run_bm25_baseline(golden: CpcdGolden, config: RetrieverConfig = BASELINE_CONFIG) -> ProtocolRun:
+    """The CPCD paper's BM25 baseline over the file's corpus, scored with the public protocol."""
+    return run_retriever(CatalogIndex.build(golden.corpus, config=config), golden.turns, golden.corpus)
+
+
+@dataclass(frozen=True, eq=False)
+class AssistantRun:
+    protocol: ProtocolRun
+    runs: pl.DataFrame  # the replay (models.assistant.replay.RUN_SCHEMA), every turn
+
+
+def run_assistant(
+    assistant: Assistant,
+    turns: pl.DataFrame,
+    corpus: pl.DataFrame,
+    candidate: str,
+    lockstep: bool = False,
+    feedback: bool = True,
+) -> AssistantRun:
+    """The product path under the public protocol: every dialog replayed turn by turn through the assistant
+    (parser, dialogue state, planner, retrieval), with the protocol's seeds given as likes before each turn
+    (`feedback=False`: text only). The assistant's whole ranking (`AssistantConfig.rank_depth`) is scored."""
+    seeded = with_seeds(turns)
+    replayed = seeded.select(
+        "conversation_id",
+        "turn_index",
+        text=pl.col("user_query"),
+        liked_track_ids=pl.col("feedback") if feedback else pl.lit([], dtype=pl.List(pl.String)),
     )
-    results = evaluated.select("conversation_id", "turn_index", "query", "liked").with_columns(
-        ranked=pl.Series([r[: max(ks)] for r in rankings], dtype=pl.List(pl.String)),
-        **{name: pl.Series(np.asarray(values, dtype=np.float64)) for name, values in report.per_turn.items()},
+    runs = replay(assistant, replayed, candidate, lockstep)
+    ranked = seeded.select("conversation_id", "turn_index").join(
+        runs.select("conversation_id", "turn_index", "ranked_track_ids"),
+        on=["conversation_id", "turn_index"],
+        how="left",
+        maintain_order="left",
     )
-    return BaselineRun(results, report)
+    return AssistantRun(
+        score(seeded, ranked["ranked_track_ids"].to_list(), protocol_keys(turns, corpus)), runs
+    )
 
 
 # 30% of CPCD conversations train preferences (models/feedback); 70% stay for evaluation. Versioned salt:
@@ -216,6 +271,11 @@ def with_cpcd_part(turns: pl.DataFrame) -> pl.DataFrame:
     return turns.with_columns(
         pl.col("conversation_id").map_elements(cpcd_part, return_dtype=pl.String).alias("cpcd_part")
     )
+
+
+def cpcd_preference_turns(turns: pl.DataFrame) -> pl.DataFrame:
+    """The CPCD turns that train preferences (and co-likes): evaluation never scores them."""
+    return with_cpcd_part(turns).filter(pl.col("cpcd_part") == "preference_training").drop("cpcd_part")
 
 
 def cpcd_evaluation_turns(turns: pl.DataFrame) -> pl.DataFrame:
