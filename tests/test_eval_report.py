@@ -5,7 +5,8 @@ import re
 import numpy as np
 import polars as pl
 
-from models.eval.gate import champion_gate
+from models.eval.gate import Comparison, PrimaryPart
+from models.eval.gate import gate as gate_challengers
 from models.eval.report import eval_report_html, turn_matrix
 
 CHAMPION, CHALLENGER = "intent-v1.hybrid.template", "intent-v1.bm25.template"
@@ -54,12 +55,16 @@ def _results(candidate: str, column: int) -> pl.DataFrame:
 
 def _report():
     evaluations = {CHALLENGER: _results(CHALLENGER, 1), CHAMPION: _results(CHAMPION, 0)}
-    decision = champion_gate(
+    turn_success = Comparison(
+        "turn_success",
+        "golden_curated",
+        [conversation for conversation, _ in SUCCESS],
         [v[0] for v in SUCCESS.values()],
-        [v[1] for v in SUCCESS.values()],
-        metric="turn_success",
-        n_resamples=200,
+        {CHALLENGER: [v[1] for v in SUCCESS.values()]},
     )
+    decision = gate_challengers(CHAMPION, [PrimaryPart(turn_success, 1.0)], n_resamples=200).decisions[
+        CHALLENGER
+    ]
     calibration = pl.DataFrame(
         {
             "judge_version": ["response_rules@v1"],
@@ -76,8 +81,10 @@ def _report():
 
 def test_gate_markdown_is_rendered_not_printed():
     _, report = _report()
-    assert "<strong>Decision: keep</strong>" in report.html
-    assert "<th>metric</th>" in report.html and "turn_success (primary)" in report.html
+    assert (
+        "<strong>Decision: inconclusive</strong>" in report.html
+    )  # three conversations cannot show a difference
+    assert "<th>metric</th>" in report.html and "turn_success@golden_curated (primary)" in report.html
     assert "**Decision" not in report.html and "|---|" not in report.html
     assert "<b>request</b>" not in report.html  # listener text is escaped, never markup
 
