@@ -6,11 +6,13 @@ guessing, and evaluation can count the failures.
 """
 
 from collections.abc import Sequence
+from enum import StrEnum
+from typing import Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from models.assistant.parsing import ParseResult
-from models.labels import Intent, Slots, TurnLabels
+from models.labels import FACETS, Intent, Slots, TurnLabels
 from models.llm import LLMGateway, LLMRequest
 from models.prompts import PromptSpec, data_json, load_prompt
 from models.taxonomy import Taxonomy
@@ -25,6 +27,32 @@ class ParsedTurn(BaseModel):
 
     labels: TurnLabels
     confidence: float = Field(ge=0, le=1)
+
+
+def taxonomy_output_schema(taxonomy: Taxonomy) -> type[ParsedTurn]:
+    """`ParsedTurn` with each facet's node ids as an enum of this taxonomy's ids.
+
+    A server that constrains decoding to the schema (llama.cpp's JSON mode with a schema, OpenAI's strict
+    json_schema) can then only write known ids: the 1.5B local model otherwise answers "calm" for
+    "mood/calm" and every parse fails validation.
+    """
+
+    # One named enum per facet: the schema lists each id once (excluded refers to them), which keeps
+    # the prompt of a JSON-mode server (the schema is written into it) about 2,000 tokens longer, not 4,000.
+    nodes = {
+        facet: StrEnum(
+            f"{facet.title()}Node", {n: n for n in sorted(taxonomy.nodes) if n.startswith(f"{facet}/")}
+        )
+        for facet in FACETS
+    }
+    slots = create_model(
+        "Slots",
+        __base__=Slots,
+        **{facet: (list[node], []) for facet, node in nodes.items()},
+        excluded=(list[Union[tuple(nodes.values())]], []),  # noqa: UP007 - a union built at run time
+    )
+    labels = create_model("TurnLabels", __base__=TurnLabels, slots=(slots, slots()))
+    return create_model("ParsedTurn", __base__=ParsedTurn, labels=(labels, ...))
 
 
 class LLMParseResult(ParseResult):
@@ -51,6 +79,7 @@ class LLMParser:
         self.gateway, self.taxonomy = gateway, taxonomy
         self.prompt = prompt or load_prompt(prompt_name)
         self._glossary = glossary(taxonomy)
+        self._schema = taxonomy_output_schema(taxonomy)
 
     @property
     def version(self) -> str:
@@ -65,7 +94,7 @@ class LLMParser:
                     glossary=self._glossary,
                     data=data_json({"conversation": list(history), "turn": text}),
                 ),
-                output_schema=ParsedTurn,
+                output_schema=self._schema,
                 params=self.prompt.model_parameters,
                 prompt_version=self.prompt.version,
                 id=str(i),
@@ -95,7 +124,7 @@ class LLMParser:
                 continue
             parsed.append(
                 LLMParseResult(
-                    labels=result.output.labels,
+                    labels=TurnLabels.model_validate(result.output.labels.model_dump(mode="json")),
                     confidence=result.output.confidence,
                     parser=self.version,
                     cost_usd=cost,
