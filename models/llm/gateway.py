@@ -27,6 +27,7 @@ from models.llm.rate_limit import PerMinuteLimiter
 from models.llm.request import LLMRequest, LLMResult, LLMUnavailable
 from models.llm.stats import BatchStats
 from models.llm.transport import AiohttpClient, OpenAIClient
+from models.progress import PROGRESS_EVERY_S, Progress
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,8 @@ class LLMGateway:
                 misses.setdefault(prep.key, []).append(i)
 
         run = _BatchRun(self)
+        pending = sum(len(indices) for indices in misses.values())
+        answered, reported = 0, started
         to_store: list[tuple[str, str, str, dict[str, Any]]] = []
         flushes: list[asyncio.Task[None]] = []
 
@@ -194,6 +197,12 @@ class LLMGateway:
             request, prep = requests[first], prepared[first]
             result = await self._complete_safely(run, first, request, prep)
             results[first] = result
+            nonlocal answered, reported
+            answered += len(indices)
+            now = time.perf_counter()
+            if now - reported >= PROGRESS_EVERY_S and answered < pending:  # a local model judges for minutes
+                reported = now
+                log.info("LLM batch: %s", Progress(answered, pending, now - started, "answered", "requests"))
             # Identical requests in one batch are asked once; the copies are not paid for again.
             for i in indices[1:]:
                 results[i] = dataclasses.replace(result, index=i, request_id=requests[i].id, cached=True)
