@@ -12,7 +12,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import subprocess
 import sys
 import tarfile
@@ -31,7 +30,10 @@ FACETS = {"genre": "genres", "instrument": "instruments", "mood/theme": "moods"}
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's own peak: VmHWM starts afresh at exec, while ru_maxrss carries over the parent's peak
+    from the fork (the parent that wrote a 10M-row copy would otherwise set every child's figure)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
 
 
 def run_read_catalog(path: str, batch_rows: int | None) -> dict[str, int]:

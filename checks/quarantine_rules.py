@@ -182,28 +182,38 @@ def _field_rules(staged: pl.DataFrame) -> pl.DataFrame:
 
 @dataclass
 class KeptIds:
-    """Track ids kept by earlier batches: their hashes, sorted, for a probe in O(batch log kept), and
-    (track_id, line_no) to confirm a hit exactly and name the line that kept it."""
+    """Track ids kept by earlier batches, for an exact duplicate check in O(batch · log kept) per batch rather
+    than a pass over every kept id: their hashes, sorted, beside the kept row each stands for, and the kept
+    (track_id, line_no) to confirm a hash hit and name the line that kept the id."""
 
     hashes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
-    lines: list[pl.DataFrame] = field(default_factory=list)
+    rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    kept: list[pl.DataFrame] = field(default_factory=list)
+    count: int = 0
 
     def add(self, kept: pl.DataFrame) -> None:
-        merged = np.concatenate([self.hashes, kept["track_id"].hash().to_numpy()])
-        merged.sort(kind="stable")  # timsort: the sorted earlier run merges in linear time
-        self.hashes = merged
-        self.lines.append(kept.select("track_id", "line_no"))
+        new = kept["track_id"].hash().to_numpy()
+        order = np.argsort(new, kind="stable")
+        at = np.searchsorted(self.hashes, new[order])
+        self.hashes = np.insert(self.hashes, at, new[order])
+        self.rows = np.insert(self.rows, at, self.count + order)
+        self.kept.append(kept.select("track_id", "line_no"))
+        self.count += kept.height
 
     def first_lines(self, track_ids: pl.Series) -> pl.DataFrame:
         """(`track_id`, `_earlier`): the line that kept each of `track_ids` in an earlier batch."""
-        probe = track_ids.drop_nulls().hash().to_numpy()
-        at = np.minimum(np.searchsorted(self.hashes, probe), max(len(self.hashes) - 1, 0))
-        hits = probe[self.hashes[at] == probe] if len(self.hashes) else probe[:0]
-        if not len(hits):
+        ids = track_ids.drop_nulls()
+        probe = np.sort(ids.hash().to_numpy())  # sorted probes walk the sorted hashes in order
+        left, right = (
+            np.searchsorted(self.hashes, probe, "left"),
+            np.searchsorted(self.hashes, probe, "right"),
+        )
+        hit = right > left
+        if not hit.any():
             return pl.DataFrame(schema={"track_id": pl.String, "_earlier": pl.Int64})
-        earlier = pl.concat(self.lines, rechunk=False)
-        candidates = earlier.filter(pl.col("track_id").hash().is_in(pl.Series(hits).implode()))
-        return candidates.filter(pl.col("track_id").is_in(track_ids.implode())).select(
+        at = np.unique(np.concatenate([np.arange(a, b) for a, b in zip(left[hit], right[hit], strict=True)]))
+        candidates = pl.concat(self.kept, rechunk=False)[self.rows[at]]
+        return candidates.filter(pl.col("track_id").is_in(ids.implode())).select(
             "track_id", _earlier="line_no"
         )
 

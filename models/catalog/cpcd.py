@@ -78,9 +78,7 @@ def _rejected(line_no: int, rule: str, detail: str, raw: str) -> dict[str, Any]:
     return {"line_no": line_no, "rule": rule, "detail": detail, "raw": raw[:RAW_PREVIEW_CHARS]}
 
 
-def stage_batches(
-    stream: BinaryIO, source_file: str, source: str = "cpcd", batch_rows: int = 1_000_000
-) -> Iterator[StagedRows]:
+def stage_batches(stream: BinaryIO, source_file: str, source: str, batch_rows: int) -> Iterator[StagedRows]:
     """Track rows of every conversation, about `batch_rows` at a time. A track seen before folds into its first
     row when identical and is quarantined when not, across batches (first rows stay in memory: CPCD scale)."""
     rows: list[dict[str, Any]] = []

@@ -15,7 +15,7 @@ from upath import UPath
 from checks.quarantine_rules import CatalogSourceError, RowLedger, StagedRows
 from models.catalog import cpcd, mtg_jamendo, tabular
 from models.catalog.schema import CATALOG_SCHEMA
-from models.catalog.streams import open_location
+from models.catalog.streams import DEFAULT_BATCH_ROWS, open_location
 from models.file_versions import file_version
 
 __all__ = ["BUNDLED_SAMPLE", "CatalogRead", "CatalogSourceError", "CatalogSourceSpec", "read_catalog"]
@@ -36,8 +36,7 @@ class CatalogSourceSpec(BaseModel):
     format: Literal["parquet", "csv"] | None = None  # None: from the file suffix
     columns: dict[str, str] = {}  # our column -> their column
     list_separator: str = "|"  # for list columns stored as joined strings
-    # Rows (lines for text files) per batch: ~140 MB of MTG-Jamendo text at the default.
-    batch_rows: int = Field(default=1_000_000, ge=1)
+    batch_rows: int = Field(default=DEFAULT_BATCH_ROWS, ge=1)  # rows (lines of a text file) per batch
 
     @field_validator("location", mode="before")
     @classmethod

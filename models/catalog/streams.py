@@ -15,6 +15,8 @@ from upath import UPath
 
 from checks.quarantine_rules import CatalogSourceError
 
+# Rows (lines of a text file) per batch: ~14 MB of MTG-Jamendo text; the working set is a few times that.
+DEFAULT_BATCH_ROWS = 100_000
 _READ_BYTES = 1 << 24
 _BLANK = frozenset(b" \t\r\n\x0b\x0c")  # what `bytes.strip()` removes: a line of only these is blank
 

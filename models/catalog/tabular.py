@@ -274,8 +274,8 @@ def stage_batches(
     *,
     file_format: Literal["parquet", "csv"],
     columns: dict[str, str],
-    list_separator: str = "|",
-    batch_rows: int = 1_000_000,
+    list_separator: str,
+    batch_rows: int,
 ) -> Iterator[StagedRows]:
     if file_format == "parquet":
         for frame in _parquet_frames(stream, source_file, columns, batch_rows):
