@@ -103,25 +103,51 @@ def _child(engine: str, path: str, batch_rows: int | None) -> None:
         checked_out = Path(sources.__file__).resolve().is_relative_to(REPO)
         assert checked_out == (engine == "batched"), f"{engine} imported {sources.__file__}"
     baseline = _peak_rss_mb()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     counts = ENGINES[engine](path, batch_rows)
-    seconds = time.perf_counter() - start
-    print(json.dumps({**counts, "seconds": seconds, "peak_mb": _peak_rss_mb(), "baseline_mb": baseline}))
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    peak = _peak_rss_mb()
+    print(json.dumps({**counts, "seconds": seconds, "cpu": cpu, "peak_mb": peak, "baseline_mb": baseline}))
 
 
-def scaled_copy(src: Path, rows: int, out: Path) -> Path:
-    """`rows` data lines cycled from `src`, each with a fresh unique TRACK_ID."""
+def scaled_copy(src: Path, rows: int, out: Path, chunk: int = 1_000_000) -> Path:
+    """`rows` data lines cycled from `src`, each with a fresh unique TRACK_ID (written a million at a time,
+    so this process stays small beside the children it measures)."""
     import polars as pl
 
     header, *body = src.read_text(encoding="utf-8").splitlines()
-    repeated = pl.Series(body).gather(pl.int_range(rows, eager=True) % len(body))
-    scaled = pl.DataFrame({"line": repeated}).select(
-        pl.format("track_{}\t{}", pl.int_range(pl.len()), pl.col("line").str.splitn("\t", 2).struct[1])
-    )
+    rest = pl.Series(body).str.splitn("\t", 2).struct[1]
     out.write_text(header + "\n", encoding="utf-8")
     with out.open("ab") as fh:
-        scaled.write_csv(fh, include_header=False, quote_style="never")
+        for start in range(0, rows, chunk):
+            number = pl.int_range(start, min(start + chunk, rows), eager=True)
+            lines = pl.DataFrame({"n": number, "rest": rest.gather(number % len(body))})
+            lines.select(pl.format("track_{}\t{}", "n", "rest")).write_csv(
+                fh, include_header=False, quote_style="never"
+            )
     return out
+
+
+def _available_gb() -> float:
+    meminfo = Path("/proc/meminfo").read_text()
+    return (
+        int(next(line for line in meminfo.splitlines() if line.startswith("MemAvailable:")).split()[1])
+        / 2**20
+    )
+
+
+def _watch(child: subprocess.Popen, min_available_gb: float) -> str | None:
+    """Wait for `child`; stop it if the shared machine runs low on memory (before the OOM killer picks a
+    victim). The reason it did not finish, or None."""
+    while child.poll() is None:
+        if _available_gb() < min_available_gb:
+            child.kill()
+            child.wait()
+            return f"stopped: under {min_available_gb} GB available"
+        time.sleep(0.2)
+    if child.returncode:
+        return "failed: " + (child.stderr.read().strip().splitlines() or ["no output"])[-1][:80]
+    return None
 
 
 def extract_tree(ref: str, into: Path) -> Path:
@@ -148,15 +174,20 @@ def main() -> None:
     # pandas holds ~3.5 GB per million rows here: 10M would need ~35 GB, more than a shared dev box has.
     parser.add_argument("--pandas-max", default="1m", help="largest size pandas runs at")
     parser.add_argument("--src", default=str(SHARED / "mtg_jamendo" / "autotagging.tsv"))
-    parser.add_argument("--child", nargs=3, metavar=("ENGINE", "PATH", "BATCH_ROWS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--min-available-gb", type=float, default=1.5, help="stop a case when the machine gets this low"
+    )
+    parser.add_argument("--child", nargs=3, metavar=("ENGINE", "PATH", "ROWS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         engine, path, batch_rows = args.child
         _child(engine, path, int(batch_rows) or None)
         return
 
-    print("| rows | engine | wall s | rows/s | peak RSS MB | Δ over imports MB | kept | quarantined |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| rows | engine | wall s | CPU s | rows/s | peak RSS MB | Δ over imports MB | kept | quarantined |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="setlist-bench-") as tmp:
         previous = extract_tree(args.previous_ref, Path(tmp)) if "previous" in args.engines else None
         for size in args.sizes.split(","):
@@ -167,22 +198,27 @@ def main() -> None:
             )
             for engine in args.engines.split(","):
                 if engine == "pandas" and rows > SIZES[args.pandas_max]:
-                    print(f"| {rows:,} | pandas | skipped (> --pandas-max {args.pandas_max}) | | | | | |")
+                    print(f"| {rows:,} | pandas | skipped (> --pandas-max {args.pandas_max}) | | | | | | |")
                     continue
                 env = dict(os.environ)
                 if engine == "previous":
                     env["PYTHONPATH"] = str(previous)  # ahead of the editable install of the working tree
-                done = subprocess.run(
+                child = subprocess.Popen(
                     [sys.executable, __file__, "--child", engine, str(path), str(args.batch_rows or 0)],
                     cwd=previous if engine == "previous" else REPO,
                     env=env,
-                    capture_output=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
                     text=True,
-                    check=True,
                 )
-                r = json.loads(done.stdout.strip().splitlines()[-1])
+                failure = _watch(child, args.min_available_gb)
+                if failure:
+                    print(f"| {rows:,} | {engine} | {failure} | | | | | | |", flush=True)
+                    continue
+                r = json.loads(child.stdout.read().strip().splitlines()[-1])
                 print(
-                    f"| {r['rows']:,} | {engine} | {r['seconds']:.2f} | {r['rows'] / r['seconds']:,.0f} "
+                    f"| {r['rows']:,} | {engine} | {r['seconds']:.2f} | {r['cpu']:.2f} "
+                    f"| {r['rows'] / r['seconds']:,.0f} "
                     f"| {r['peak_mb']:,.0f} | {r['peak_mb'] - r['baseline_mb']:,.0f} "
                     f"| {r['kept']:,} | {r['quarantined']:,} |",
                     flush=True,

@@ -41,13 +41,17 @@ RULES: dict[str, Rule] = {
         Rule("not_utf8", "file", "the file is not UTF-8 text (undecodable header or most lines undecodable)"),
         Rule("wrong_format", "file", "no record of the file has the shape the adapter expects"),
         Rule("missing_column", "file", "a column named in the mapping is not in the file"),
+        Rule("wrong_column_type", "file", "a mapped column's type cannot feed its catalog column"),
         Rule(
             "malformed_line",
             "row",
             "a line or record that cannot be parsed (too few fields, bad JSON, blank)",
         ),
-        Rule("bad_encoding", "row", "the line is not valid UTF-8; `raw` shows its bytes backslash-escaped"),
-        Rule("wrong_column_type", "file", "a mapped column's type cannot hold the catalog column it feeds"),
+        Rule(
+            "bad_encoding",
+            "row",
+            "the line (a CSV record's value) is not valid UTF-8; `raw` shows its bytes backslash-escaped",
+        ),
         Rule(
             "wrong_value_type",
             "row",
@@ -104,6 +108,8 @@ LIST_FIELDS = ("artists", "genres", "instruments", "moods")
 # C0 (with tab and line breaks: a parsed field never needs them), DEL and C1.
 CONTROL_CHARACTERS = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))]
 _CONTROL_NAMES = {c: f"U+{ord(c):04X}" for c in CONTROL_CHARACTERS}
+# How `raw` shows them (as bad bytes are shown: backslash-escaped); a tab stays, it separates TSV fields.
+_RAW_ESCAPES = {c: f"\\x{ord(c):02x}" for c in CONTROL_CHARACTERS if c != "\t"}
 
 
 @dataclass(frozen=True)
@@ -314,7 +320,9 @@ class RowLedger:
                 line_no="line_no",
                 rule="rule",
                 detail="detail",
-                raw=pl.col("raw").str.slice(0, RAW_PREVIEW_CHARS),
+                raw=pl.col("raw")
+                .str.slice(0, RAW_PREVIEW_CHARS)
+                .str.replace_many(list(_RAW_ESCAPES), list(_RAW_ESCAPES.values())),
             )
         )
 

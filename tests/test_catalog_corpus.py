@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from checks.quarantine_rules import RULES
+from checks.quarantine_rules import CONTROL_CHARACTERS, RULES
 from models.catalog.schema import CATALOG_SCHEMA, QUARANTINE_SCHEMA
 from models.catalog.sources import CatalogSourceError, CatalogSourceSpec, read_catalog
 from models.taxonomy import TaxonomyFileError, load_curated
@@ -333,6 +333,7 @@ def test_row_defect_is_quarantined_with_file_line_and_rule(tmp_path: Path, name:
     row = q.row(0, named=True)
     assert (row["source_file"], row["line_no"], row["rule"]) == (str(path), BAD_LINE[fmt], defect.rule)
     assert defect.detail_for(fmt) in row["detail"], row["detail"]
+    assert not any(c in row["raw"] for c in CONTROL_CHARACTERS if c != "\t"), row["raw"]
     assert "t2" not in read.kept["track_id"].to_list()
 
     in_pairs = read_catalog(spec(path, fmt, batch_rows=2))
