@@ -7,7 +7,7 @@ into the set of catalog tags that satisfy it.
 """
 
 import re
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,27 @@ TAXONOMY_SCHEMA = pl.Schema(
 
 class TaxonomyFileError(ValueError):
     """The curated taxonomy file is malformed; the message names the file and the node."""
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: object, line: int, first_line: int) -> None:
+        super().__init__(f"line {line}: duplicate key {key!r} (first at line {first_line})")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a node written twice is a merge mistake to refuse instead."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader reports an unhashable key itself
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise _DuplicateKey(key, line, first_line[key])
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def normalize_phrase(text: str) -> str:
@@ -154,7 +175,9 @@ class Taxonomy:
 def load_curated(path: Path) -> Taxonomy:
     """Read the reviewed taxonomy file, failing with the file and node named on any malformed entry."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except _DuplicateKey as err:
+        raise TaxonomyFileError(f"{path}, {err}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise TaxonomyFileError(f"{path}: cannot read taxonomy file: {err}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("facets"), dict):

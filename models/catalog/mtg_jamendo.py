@@ -1,8 +1,9 @@
 """MTG-Jamendo `autotagging.tsv` adapter, and the bundled-sample builder.
 
 Format: a header, then `TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAG...` tab-separated, one track a line,
-tags `facet---value`. The whole file is parsed with polars expressions (no per-row Python); only lines that
-decode to U+FFFD are looked at byte by byte.
+tags `facet---value`; empty tag fields (trailing tabs) are not tags. The file is read in batches of lines,
+each parsed with polars expressions (no per-row Python); only lines that decode to U+FFFD are looked at
+byte by byte.
 
 Build the bundled sample (every tag of the source covered, then a seeded random fill):
 
@@ -11,7 +12,9 @@ Build the bundled sample (every tag of the source covered, then a seeded random 
 """
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -22,58 +25,52 @@ from checks.quarantine_rules import (
     StagedRows,
     apply_row_rules,
 )
+from models.catalog.streams import DEFAULT_BATCH_ROWS, LineBatch, line_batches
 
 HEADER = ("TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION")
 FACET_PREFIXES = {"genres": "genre---", "instruments": "instrument---", "moods": "mood/theme---"}
-# polars needs a column separator; any byte absent from the file makes each physical line one value.
+# polars needs a column separator; any byte absent from the batch makes each physical line one value.
 _SEPARATOR_CANDIDATES = b"\x1f\x1e\x1d\x1c\x00\x01\x02\x03"
 _REPLACEMENT_CHAR = "\ufffd"
 
 
-def read_lines(data: bytes, source_file: str) -> pl.DataFrame:
-    """Physical lines as (`line_no`, `line`): 1-based, header included, CRLF stripped, trailing blanks gone."""
-    if not data.strip():
-        raise CatalogSourceError(source_file, "empty_file", "the file has no content")
-    separator = next((chr(b) for b in _SEPARATOR_CANDIDATES if bytes([b]) not in data), None)
+def read_lines(batch: LineBatch, source_file: str) -> pl.DataFrame:
+    """The batch's lines as (`line_no`, `line`): numbered in the file, CRLF stripped, a UTF-8 byte-order mark
+    taken off line 1, a blank line null."""
+    separator = next((chr(b) for b in _SEPARATOR_CANDIDATES if bytes([b]) not in batch.data), None)
     if separator is None:
         raise CatalogSourceError(source_file, "unreadable", "binary content: every control byte occurs")
     # utf8-lossy keeps one row per line whatever the bytes; lines holding U+FFFD are re-checked as bytes.
     lines = pl.read_csv(
-        data,
+        batch.data,
         separator=separator,
         has_header=False,
         quote_char=None,
         schema={"line": pl.String},
         encoding="utf8-lossy",
-    ).with_columns(line_no=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
-    last = lines.filter(pl.col("line").str.strip_chars() != "")["line_no"].max()
-    # A UTF-8 byte-order mark is not part of the header text.
-    return lines.filter(pl.col("line_no") <= last).with_columns(
+    ).with_columns(line_no=pl.int_range(batch.first_line, pl.len() + batch.first_line, dtype=pl.Int64))
+    if batch.first_line > 1:
+        return lines
+    return lines.with_columns(
         pl.when(pl.col("line_no") == 1).then(pl.col("line").str.strip_prefix("\ufeff")).otherwise("line")
     )
 
 
-def _bad_encoding(lines: pl.DataFrame, data: bytes, source_file: str) -> pl.DataFrame:
+def _bad_encoding(lines: pl.DataFrame, batch: LineBatch) -> pl.DataFrame:
     """(`line_no`, `bad_raw`, `bad_detail`) for lines that are not valid UTF-8; empty on the fast path."""
     suspects = lines.filter(pl.col("line").str.contains(_REPLACEMENT_CHAR, literal=True))["line_no"]
     found: dict[str, list] = {"line_no": [], "bad_raw": [], "bad_detail": []}
     if suspects.len():
-        raw_lines = data.split(b"\n")  # only files with suspect lines pay for this
+        raw_lines = batch.data.split(b"\n")  # only batches with suspect lines pay for this
         for line_no in suspects:
-            raw = raw_lines[line_no - 1].removesuffix(b"\r")
+            raw = raw_lines[line_no - batch.first_line].removesuffix(b"\r")
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 found["line_no"].append(line_no)
                 found["bad_raw"].append(raw.decode("utf-8", "backslashreplace"))
                 found["bad_detail"].append(f"invalid UTF-8 byte 0x{raw[exc.start]:02x} at byte {exc.start}")
-    bad = pl.DataFrame(found, schema={"line_no": pl.Int64, "bad_raw": pl.String, "bad_detail": pl.String})
-    data_lines = lines.height - 1
-    if 1 in found["line_no"] or (data_lines and bad.height * 2 > data_lines):
-        raise CatalogSourceError(
-            source_file, "not_utf8", f"{bad.height} of {lines.height} lines are not valid UTF-8", line_no=1
-        )
-    return bad
+    return pl.DataFrame(found, schema={"line_no": pl.Int64, "bad_raw": pl.String, "bad_detail": pl.String})
 
 
 def _check_header(header: str | None, source_file: str) -> None:
@@ -86,28 +83,46 @@ def _check_header(header: str | None, source_file: str) -> None:
         )
 
 
-def stage(data: bytes, source_file: str, source: str = "mtg_jamendo") -> StagedRows:
-    lines = read_lines(data, source_file)
-    bad = _bad_encoding(lines, data, source_file)
-    _check_header(lines["line"][0], source_file)
+def stage_batches(stream: BinaryIO, source_file: str, source: str, batch_rows: int) -> Iterator[StagedRows]:
+    """The file's data lines staged batch by batch; a header that is wrong or most lines undecodable stop it."""
+    lines_read = bad_lines = 0
+    for batch in line_batches(stream, source_file, batch_rows):
+        lines = read_lines(batch, source_file)
+        bad = _bad_encoding(lines, batch)
+        if batch.first_line == 1:
+            if 1 in bad["line_no"]:
+                raise CatalogSourceError(source_file, "not_utf8", "the header is not valid UTF-8", line_no=1)
+            _check_header(lines["line"][0], source_file)
+            lines = lines.slice(1)
+        lines_read, bad_lines = lines_read + lines.height, bad_lines + bad.height
+        yield StagedRows(_stage(lines, bad, source))
+    if bad_lines * 2 > lines_read:
+        raise CatalogSourceError(
+            source_file, "not_utf8", f"{bad_lines} of {lines_read} data lines are not valid UTF-8"
+        )
 
-    fields = pl.col("line").str.split("\t")
-    tags = fields.list.slice(5)
+
+def _stage(lines: pl.DataFrame, bad: pl.DataFrame, source: str) -> pl.DataFrame:
     tag = pl.element()
     # Literal prefix tests with list.filter run ~2x faster than a regex inside list.eval.
     valid_tag = pl.any_horizontal(
         tag.str.starts_with(prefix) & (tag.str.len_bytes() > len(prefix))
         for prefix in FACET_PREFIXES.values()
     )
-    first_bad_tag = tags.list.filter(~valid_tag).list.first()
-    longest_field = fields.list.eval(pl.element().str.len_bytes()).list.max()
-    rows = lines.filter(pl.col("line_no") > 1).lazy()
+    fields, tags = pl.col("fields"), pl.col("tags")
+    rows = lines.lazy()
     if bad.height:
         rows = rows.join(bad.lazy(), on="line_no", how="left", maintain_order="left")
     else:
         rows = rows.with_columns(bad_raw=pl.lit(None, pl.String), bad_detail=pl.lit(None, pl.String))
+    # The split is a column, computed once: as an expression each use below would split every line again.
+    rows = rows.with_columns(fields=pl.col("line").str.split("\t")).with_columns(
+        tags=fields.list.slice(5).list.filter(tag.str.strip_chars(" ") != "")
+    )
     staged = rows.with_columns(
-        n_fields=fields.list.len(), first_bad_tag=first_bad_tag, longest_field=longest_field
+        n_fields=fields.list.len(),
+        first_bad_tag=tags.list.filter(~valid_tag).list.first(),
+        longest_field=fields.list.eval(pl.element().str.len_bytes()).list.max(),
     ).select(
         "line_no",
         raw=pl.coalesce("bad_raw", "line", pl.lit("")),
@@ -142,7 +157,7 @@ def stage(data: bytes, source_file: str, source: str = "mtg_jamendo") -> StagedR
         },
         source=pl.lit(source, pl.String),
     )
-    return StagedRows(staged.select(STAGED_SCHEMA.names()).collect())
+    return staged.select(STAGED_SCHEMA.names()).collect()
 
 
 def build_sample(src: str | Path, out: str | Path, n: int = 5000, seed: int = 20190615) -> pl.DataFrame:
@@ -151,8 +166,10 @@ def build_sample(src: str | Path, out: str | Path, n: int = 5000, seed: int = 20
     Greedy set cover first (the track adding most uncovered tags, ties to the earliest line), then a
     seeded random fill; lines keep their source order and bytes. Returns the chosen (line_no, track_id).
     """
-    data = Path(src).read_bytes()
-    checked = apply_row_rules(stage(data, str(src)).frame).filter(pl.col("rule").is_null())
+    with Path(src).open("rb") as stream:
+        batches = stage_batches(stream, str(src), "mtg_jamendo", DEFAULT_BATCH_ROWS)
+        staged = pl.concat(batch.frame for batch in batches)
+    checked = apply_row_rules(staged).filter(pl.col("rule").is_null())
     tags = (
         checked.select(
             "line_no",
@@ -181,7 +198,8 @@ def build_sample(src: str | Path, out: str | Path, n: int = 5000, seed: int = 20
     rest = checked.filter(~pl.col("line_no").is_in(chosen))
     fill = rest.sample(n=max(0, min(n - len(chosen), rest.height)), seed=seed)["line_no"].to_list()
     picked = checked.filter(pl.col("line_no").is_in(chosen + fill)).sort("line_no")
-    header = read_lines(data, str(src))["line"][0]
+    with Path(src).open(encoding="utf-8-sig") as text:
+        header = text.readline().rstrip("\r\n")
     Path(out).write_text("\n".join([header, *picked["raw"]]) + "\n", encoding="utf-8")
     return picked.select("line_no", "track_id")
 

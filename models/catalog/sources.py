@@ -1,20 +1,21 @@
-"""One way to source a catalog: `read_catalog(spec)` picks the adapter for `spec.kind` and applies the shared rules."""
+"""One way to source a catalog: `read_catalog(spec)` picks the adapter for `spec.kind` and applies the shared rules,
+batch by batch, so peak memory is the rows kept plus one batch rather than the whole file several times over."""
 
-import gzip
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from upath import UPath
 
-from checks.quarantine_rules import CatalogSourceError, StagedRows, apply_row_rules, split_rows
+from checks.quarantine_rules import CatalogSourceError, RowLedger, StagedRows
 from models.catalog import cpcd, mtg_jamendo, tabular
 from models.catalog.schema import CATALOG_SCHEMA
+from models.catalog.streams import DEFAULT_BATCH_ROWS, open_location
 from models.file_versions import file_version
 
 __all__ = ["BUNDLED_SAMPLE", "CatalogRead", "CatalogSourceError", "CatalogSourceSpec", "read_catalog"]
@@ -35,6 +36,7 @@ class CatalogSourceSpec(BaseModel):
     format: Literal["parquet", "csv"] | None = None  # None: from the file suffix
     columns: dict[str, str] = {}  # our column -> their column
     list_separator: str = "|"  # for list columns stored as joined strings
+    batch_rows: int = Field(default=DEFAULT_BATCH_ROWS, ge=1)  # rows (lines of a text file) per batch
 
     @field_validator("location", mode="before")
     @classmethod
@@ -86,29 +88,28 @@ class CatalogRead:
 def read_bytes(location: str) -> bytes:
     """The whole file, from a local path or a URL (`.gz` decompressed); a missing or unreadable location is a
     CatalogSourceError."""
-    try:
-        data = UPath(location).read_bytes()
-        return gzip.decompress(data) if location.rsplit("?", 1)[0].endswith(".gz") else data
-    except FileNotFoundError as exc:
-        raise CatalogSourceError(location, "file_missing", "no such file") from exc
-    except (
-        OSError,
-        ValueError,
-        EOFError,
-    ) as exc:  # fsspec/aiohttp report HTTP and permission failures as these
-        raise CatalogSourceError(location, "unreadable", f"{type(exc).__name__}: {exc}") from exc
+    with open_location(location) as stream:
+        try:
+            return stream.read()
+        except (OSError, EOFError) as exc:
+            raise CatalogSourceError(location, "unreadable", f"{type(exc).__name__}: {exc}") from exc
 
 
-_ADAPTERS: dict[str, Callable[[bytes, CatalogSourceSpec], StagedRows]] = {
-    "mtg_jamendo": lambda data, spec: mtg_jamendo.stage(data, spec.location, spec.source_label),
-    "cpcd": lambda data, spec: cpcd.stage(data, spec.location, spec.source_label),
-    "tabular": lambda data, spec: tabular.stage(
-        data,
+_ADAPTERS: dict[str, Callable[[BinaryIO, CatalogSourceSpec], Iterator[StagedRows]]] = {
+    "mtg_jamendo": lambda stream, spec: mtg_jamendo.stage_batches(
+        stream, spec.location, spec.source_label, spec.batch_rows
+    ),
+    "cpcd": lambda stream, spec: cpcd.stage_batches(
+        stream, spec.location, spec.source_label, spec.batch_rows
+    ),
+    "tabular": lambda stream, spec: tabular.stage_batches(
+        stream,
         spec.location,
         spec.source_label,
         file_format=spec.resolved_format or "csv",
         columns=spec.columns,
         list_separator=spec.list_separator,
+        batch_rows=spec.batch_rows,
     ),
 }
 
@@ -138,6 +139,13 @@ def location_version(location: str) -> tuple[str, str]:
 def read_catalog(spec: CatalogSourceSpec) -> CatalogRead:
     """Source one catalog file: valid rows in `kept`, every rejected row with its rule in `quarantined`."""
     spec = spec.model_copy(update={"location": newest_file(spec.location)})
-    staged = _ADAPTERS[spec.kind](read_bytes(spec.location), spec)
-    kept, quarantined = split_rows(apply_row_rules(staged.frame), spec.location)
-    return CatalogRead(kept, quarantined, staged.frame.height, spec.location, staged.repeats_merged)
+    ledger = RowLedger(spec.location)
+    with open_location(spec.location) as stream:
+        try:
+            for staged in _ADAPTERS[spec.kind](stream, spec):
+                ledger.add(staged)
+        except (OSError, EOFError) as exc:  # a broken gzip stream or connection mid-file
+            raise CatalogSourceError(spec.location, "unreadable", f"{type(exc).__name__}: {exc}") from exc
+    return CatalogRead(
+        ledger.kept(), ledger.quarantined(), ledger.rows_read, spec.location, ledger.repeats_merged
+    )
