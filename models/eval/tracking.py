@@ -40,10 +40,30 @@ PER_ITEM_TABLE = (
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
+# Fingerprints see floats at this many significant digits: a sum taken in another order (a hash
+# aggregation's group order) moves the last bits, which must not make a rerun look like new results.
+FINGERPRINT_DIGITS = 10
+
+
 def table_hash(frame: pl.DataFrame, exclude: Sequence[str] = ()) -> str:
-    """A content hash of a table (row order included), for fingerprints."""
-    data = frame.drop(*exclude, strict=False).write_ndjson()
+    """A content hash of a table (row order included, floats at FINGERPRINT_DIGITS), for fingerprints."""
+    data = (
+        frame.drop(*exclude, strict=False)
+        .with_columns(pl.col(pl.Float32, pl.Float64).round_sig_figs(FINGERPRINT_DIGITS))
+        .write_ndjson()
+    )
     return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
+
+
+def rounded(value: object) -> object:
+    """`value` (JSON-like) with every float at FINGERPRINT_DIGITS significant digits, for fingerprints."""
+    if isinstance(value, float):
+        return float(f"{value:.{FINGERPRINT_DIGITS}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(v) for v in value]
+    return value
 
 
 def fingerprint(*parts: str) -> str:

@@ -26,7 +26,14 @@ from mlflow.exceptions import MlflowException
 from scipy import stats
 
 from models.candidates import Candidate
-from models.eval.tracking import ASSISTANT_MODEL, fingerprint, log_per_item_table, log_run_once, table_hash
+from models.eval.tracking import (
+    ASSISTANT_MODEL,
+    fingerprint,
+    log_per_item_table,
+    log_run_once,
+    rounded,
+    table_hash,
+)
 from models.eval.tracking import EXPERIMENTS as OFFLINE_EXPERIMENTS
 from models.feedback.experiment import (
     ExperimentResult,
@@ -339,7 +346,7 @@ def log_online_experiment(
         EXPERIMENT,
         json.dumps(params, sort_keys=True),
         json.dumps(tags, sort_keys=True),
-        summary,
+        json.dumps(rounded(json.loads(summary)), sort_keys=True),
         table_hash(result.sessions),
         table_hash(result.looks),
     )
