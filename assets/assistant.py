@@ -6,27 +6,17 @@ import dagster as dg
 import polars as pl
 
 from assets.ui_metadata import preview
-from models.assistant.assistant import build_assistant
 from models.assistant.replay import replay, run_summary, sample_conversations
 from models.assistant.retrieval import CatalogIndex
-from models.candidates import PARSER_PROMPT, STORY_PROMPT, Candidate, CandidateKeyError
+from models.lifecycle.build import build_assistant
+from models.lifecycle.candidates import PARSER_PROMPT, STORY_PROMPT, Candidate
+from models.lifecycle.registry import CONTENT_HASH_TAG
 from models.llm import LLMUnavailable
 from models.prompts import PromptSpec, prompt_by_hash
-from models.registry import CONTENT_HASH_TAG
 from models.taxonomy import Taxonomy
 from orchestration.llm_resource import LLMGatewayResource
+from orchestration.partitions import CANDIDATES, partition_candidate
 from orchestration.resources import MLflowTracking
-
-# Keys are candidate keys ("intent-v3.hybrid.template"); the registry sensor adds them.
-CANDIDATES = dg.DynamicPartitionsDefinition(name="candidates")
-
-
-def partition_candidate(context: dg.AssetExecutionContext) -> Candidate:
-    """The candidate a `candidates` partition names; a key that names none fails the step, saying why."""
-    try:
-        return Candidate.from_key(context.partition_key)
-    except CandidateKeyError as err:
-        raise dg.Failure(str(err)) from err
 
 
 @dg.asset(

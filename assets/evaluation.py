@@ -8,14 +8,14 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.assistant import CANDIDATES, candidate_prompts, partition_candidate
+from assets.assistant import candidate_prompts
 from assets.ui_metadata import preview
-from models.assistant.assistant import AssistantConfig, build_assistant
+from models.assistant.assistant import AssistantConfig
 from models.assistant.co_likes import CoLikes, cpcd_sessions
 from models.assistant.replay import sample_conversations
 from models.assistant.retrieval import CatalogIndex
-from models.candidates import PARSER_PROMPT, STORY_PROMPT, Candidate
 from models.eval.cpcd_protocol import PROTOCOL_KS
+from models.eval.cpcd_runs import BASELINE_CONFIG, RANK_DEPTH
 from models.eval.evaluate import (
     CPCD,
     CPCD_VOLATILE_COLUMNS,
@@ -49,11 +49,14 @@ from models.eval.tracking import (
     run_url,
     table_hash,
 )
-from models.golden.cpcd import BASELINE_CONFIG, RANK_DEPTH, cpcd_evaluation_turns, cpcd_preference_turns
+from models.golden.cpcd import cpcd_evaluation_turns, cpcd_preference_turns
+from models.lifecycle.build import build_assistant
+from models.lifecycle.candidates import PARSER_PROMPT, STORY_PROMPT, Candidate
 from models.llm import LLMUnavailable
 from models.taxonomy import Taxonomy
 from orchestration.llm_resource import LLMGatewayResource
-from orchestration.resources import MLflowTracking, PlatformConfig
+from orchestration.partitions import CANDIDATES, partition_candidate
+from orchestration.resources import EvalReports, MLflowTracking, PlatformConfig
 
 GROUP = "evaluation"
 BASELINE_RUN = "bm25-baseline"
@@ -83,12 +86,6 @@ DECISION_SCHEMA = pl.Schema(
         "evidence": pl.String,  # GateDecision markdown
     }
 )
-
-
-class EvalReports(dg.ConfigurableResource):
-    """Where the HTML evaluation report is written (`<SETLIST_HOME>/reports` by default)."""
-
-    directory: str
 
 
 def _data_version(context: dg.AssetExecutionContext, key: str) -> str:

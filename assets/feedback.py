@@ -15,10 +15,9 @@ from checks.preference_suite import (
     length_bias,
     validate_preference_pairs,
 )
-from models.assistant.assistant import Assistant, build_assistant
+from models.assistant.assistant import Assistant
 from models.assistant.keyword_parser import KeywordParser
 from models.assistant.retrieval import CatalogIndex
-from models.candidates import RETRIEVER_PRESETS, Candidate
 from models.catalog.schema import empty_quarantine
 from models.eval.judges import LLMPairwiseJudge, ResponseRulesGrader
 from models.eval.tracking import champion_key
@@ -46,6 +45,8 @@ from models.feedback.preferences import (
 )
 from models.feedback.simulator import AssistantServer, ListenerPopulation, simulate
 from models.golden.cpcd import CPCD_PREFERENCE_SHARE, CPCD_SPLIT_SALT
+from models.lifecycle.build import build_assistant
+from models.lifecycle.candidates import RETRIEVER_PRESETS, Candidate
 from models.llm import LLMUnavailable
 from models.taxonomy import Taxonomy
 from orchestration.llm_resource import LLMGatewayResource

@@ -34,7 +34,6 @@ from models.eval.evaluate import _TrackFacts  # the product's grading of a shown
 from models.eval.judges import ResponseItem, ResponseRulesGrader
 from models.eval.metrics import intent_report, slot_report
 from models.golden.curated import ShownTrack, load_curated_set
-from models.intent.slots import slot_pairs
 from models.intent.training import split_by_conversation, train
 from models.labels import Constraint, Intent, Slots, conversations_to_frame
 from models.llm import LLMGateway
@@ -73,7 +72,7 @@ def parse_figures(
 ) -> dict[str, float]:
     report = intent_report(gold["intent"].to_list(), intents, labels=INTENTS)
     slot = slot_report(
-        [slot_pairs(Slots.model_validate_json(s)) for s in gold["slots"]], [slot_pairs(s) for s in slots]
+        [Slots.model_validate_json(s).pairs() for s in gold["slots"]], [s.pairs() for s in slots]
     )
     return {
         "intent_macro_f1": report.macro_f1,

@@ -10,15 +10,13 @@ from typing import Literal
 
 import polars as pl
 
-from models.catalog.schema import CATALOG_SCHEMA, QUARANTINE_SCHEMA
+from models.catalog.schema import CATALOG_SCHEMA, QUARANTINE_SCHEMA, RAW_PREVIEW_CHARS
 
 # The longest MTG-Jamendo track is 69 min; 4 h still admits DJ mixes and long ambient pieces while catching
 # the usual unit error (a 4-minute track given in milliseconds reads as 67 h).
 MAX_DURATION_S = 4 * 60 * 60.0
 # Tag, id and path fields are tens of bytes; a field of kilobytes is a broken quote or a pasted blob.
 MAX_FIELD_BYTES = 4096
-# Enough of a bad row to recognise it in the UI without storing blobs in the quarantine table.
-RAW_PREVIEW_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -71,26 +69,6 @@ class CatalogSourceError(ValueError):
         self.source_file, self.rule, self.detail, self.line_no = source_file, rule, detail, line_no
         where = source_file if line_no is None else f"{source_file}, line {line_no}"
         super().__init__(f"{where}: {rule}: {detail}")
-
-
-# What every adapter hands to `apply_row_rules`: `duration_raw` stays text so that one shared rule decides
-# what a bad duration is; `rule`/`detail` are pre-filled where the adapter already rejected the row.
-STAGED_SCHEMA = pl.Schema(
-    {
-        "line_no": pl.Int64,
-        "raw": pl.String,
-        "rule": pl.String,
-        "detail": pl.String,
-        **{name: dtype for name, dtype in CATALOG_SCHEMA.items() if name != "duration_s"},
-        "duration_raw": pl.String,
-    }
-)
-
-
-@dataclass(frozen=True)
-class StagedRows:
-    frame: pl.DataFrame  # STAGED_SCHEMA
-    repeats_merged: int = 0  # identical records folded into one row before staging (CPCD)
 
 
 def apply_row_rules(staged: pl.DataFrame) -> pl.DataFrame:

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 import polars as pl
 from mlflow import MlflowClient
 
-from models.assistant.assistant import Assistant, build_assistant
+from models.assistant.assistant import Assistant
 from models.assistant.keyword_parser import KeywordParser
 from models.assistant.retrieval import CatalogIndex
-from models.candidates import INTENT_MODEL, Candidate, CandidateKeyError
 from models.eval.tracking import ASSISTANT_MODEL, champion_key
+from models.lifecycle.build import build_assistant
+from models.lifecycle.candidates import INTENT_MODEL, Candidate, CandidateKeyError
+from models.lifecycle.registry import CHAMPION, model_alias_version
 from models.llm import LLMGateway, LLMUnavailable
-from models.registry import CHAMPION, model_alias_version
 from models.taxonomy import load_curated
 from orchestration.settings import Settings
 

@@ -18,7 +18,7 @@ from orchestration import automation, stages
 from orchestration.io_manager import ParquetIOManager
 from orchestration.llm_resource import LLMGatewayResource
 from orchestration.registry_sensor import registry_sensor
-from orchestration.resources import CatalogSource, MLflowTracking, PlatformConfig
+from orchestration.resources import EvalReports, MLflowTracking, PlatformConfig
 from orchestration.settings import Settings, load_settings
 
 ASSET_MODULES = [
@@ -48,7 +48,6 @@ def table_io_manager(settings: Settings) -> dg.ConfigurableIOManagerFactory:
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
-    catalog = settings.catalog
     return {
         "io_manager": table_io_manager(settings),
         "platform": PlatformConfig(
@@ -60,18 +59,12 @@ def build_resources(settings: Settings) -> dict[str, object]:
             exports_dir=str(settings.exports_dir),
             interaction_logs_path=settings.interaction_logs_path,
         ),
-        "catalog_source": CatalogSource(
-            kind=catalog.kind,
-            location=catalog.location,
-            format=catalog.format,
-            columns=catalog.columns,
-            list_separator=catalog.list_separator,
-        ),
+        "catalog_source": settings.catalog,
         "llm": LLMGatewayResource.from_settings(settings.llm, cache_path=settings.llm_cache_path),
         "mlflow": MLflowTracking(
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root
         ),
-        "eval_reports": assets.evaluation.EvalReports(directory=str(settings.home_dir / "reports")),
+        "eval_reports": EvalReports(directory=str(settings.home_dir / "reports")),
     }
 
 

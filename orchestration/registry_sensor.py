@@ -11,10 +11,10 @@ import json
 import dagster as dg
 from mlflow import MlflowClient
 
-from assets.assistant import CANDIDATES
-from models.candidates import INTENT_MODEL, PARSER_PROMPT, STORY_PROMPT, Candidate
-from models.registry import CHAMPION, RegistryVersion, model_alias_version, registry_versions
+from models.lifecycle.candidates import INTENT_MODEL, PARSER_PROMPT, STORY_PROMPT, Candidate
+from models.lifecycle.registry import CHAMPION, RegistryVersion, model_alias_version, registry_versions
 from orchestration.llm_resource import LLMGatewayResource
+from orchestration.partitions import CANDIDATES
 from orchestration.resources import MLflowTracking
 from orchestration.settings import Settings
 

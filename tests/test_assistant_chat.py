@@ -46,8 +46,9 @@ def test_chat_json_session(settings) -> None:
 
 
 def test_assistant_runs_is_partitioned_by_candidate(settings) -> None:
-    from assets.assistant import CANDIDATES, assistant_runs
+    from assets.assistant import assistant_runs
     from orchestration.definitions import build_definitions
+    from orchestration.partitions import CANDIDATES
 
     assert CANDIDATES.name == "candidates"
     assert assistant_runs.partitions_def == CANDIDATES

@@ -5,16 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from models.assistant.assistant import Session, build_assistant
+from models.assistant.assistant import Session
 from models.assistant.llm_parser import LLMParser
 from models.assistant.planner import Planner
 from models.assistant.retrieval import CatalogIndex
 from models.assistant.state import DialogueState
 from models.assistant.stories import LLMStoryteller, StoryItem
 from models.assistant.tools import Toolbox
-from models.candidates import Candidate
 from models.catalog.sources import CatalogSourceSpec, read_catalog
 from models.labels import Constraint, TurnLabels
+from models.lifecycle.build import build_assistant
+from models.lifecycle.candidates import Candidate
 from models.llm import GatewayConfig, LLMGateway, LLMUnavailable
 from models.llm.test_server import Reply
 from models.prompts import load_prompt

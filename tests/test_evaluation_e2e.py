@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from models.eval.evaluate import TIMING_COLUMNS
 from models.eval.tracking import ASSISTANT_MODEL, EXPERIMENTS, PER_ITEM_TABLE
-from models.registry import CHAMPION
+from models.lifecycle.registry import CHAMPION
 from orchestration.definitions import build_definitions
 from orchestration.local_state import prepare_home
 from orchestration.settings import Settings, load_settings

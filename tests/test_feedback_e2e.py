@@ -14,14 +14,15 @@ import assets.taxonomy
 from assets.intent import build_intent_assets
 from models.synthetic.grammar import VERSION
 from orchestration.definitions import build_resources
+from orchestration.partitions import SYNTHETIC_GENERATORS, synthetic_partition_key
 
 
 def test_preference_pairs_and_interaction_logs_materialize_offline(settings, tmp_path):
     require_shared("cpcd/cpcd_v1.dialogs.dev.train.jsonl")
     resources = build_resources(settings.model_copy(update={"synthetic_conversations": 150}))
     instance = dg.DagsterInstance.ephemeral()
-    key = assets.synthetic.partition_key("grammar", VERSION)
-    instance.add_dynamic_partitions(assets.synthetic.SYNTHETIC_PARTITIONS.name, [key])
+    key = synthetic_partition_key("grammar", VERSION)
+    instance.add_dynamic_partitions(SYNTHETIC_GENERATORS.name, [key])
     foundation = dg.load_assets_from_modules([assets.catalog, assets.taxonomy, assets.golden])
     assert dg.materialize(foundation, instance=instance, resources=resources).success
     synthetic = dg.load_assets_from_modules([assets.synthetic])

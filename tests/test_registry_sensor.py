@@ -5,10 +5,10 @@ import mlflow
 import mlflow.pyfunc
 from mlflow import MlflowClient
 
-from assets.assistant import CANDIDATES
-from models.candidates import INTENT_MODEL, PARSER_PROMPT
-from models.registry import CHAMPION, set_model_alias
+from models.lifecycle.candidates import INTENT_MODEL, PARSER_PROMPT
+from models.lifecycle.registry import CHAMPION, set_model_alias
 from orchestration.llm_resource import LLMGatewayResource
+from orchestration.partitions import CANDIDATES
 from orchestration.registry_sensor import registry_sensor
 from orchestration.resources import MLflowTracking
 

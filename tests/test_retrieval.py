@@ -234,7 +234,7 @@ def test_reconfigured_index_answers_like_a_fresh_build(index: CatalogIndex) -> N
 def test_dense_preset_finds_tracks_by_meaning_with_the_shipped_model(monkeypatch) -> None:
     from models.assistant.embedding import MINILM_NAME, embed_texts, load_embedder, vector_table
     from models.assistant.track_text import catalog_texts
-    from models.candidates import RETRIEVER_PRESETS, Candidate
+    from models.lifecycle.candidates import RETRIEVER_PRESETS, Candidate
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = RETRIEVER_PRESETS["dense"].model_copy(update={"max_per_artist": None})

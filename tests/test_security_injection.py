@@ -14,10 +14,11 @@ import re
 import polars as pl
 import pytest
 
-from models.assistant.assistant import Assistant, Session, build_assistant
+from models.assistant.assistant import Assistant, Session
 from models.assistant.keyword_parser import KeywordParser
 from models.assistant.retrieval import CatalogIndex
-from models.candidates import Candidate
+from models.lifecycle.build import build_assistant
+from models.lifecycle.candidates import Candidate
 from models.llm.test_server import Reply
 from models.prompts import load_prompt
 

@@ -18,15 +18,16 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from models.assistant.assistant import Assistant, Session, build_assistant
+from models.assistant.assistant import Assistant, Session
 from models.assistant.keyword_parser import KeywordParser
 from models.assistant.llm_agent import AgentAnswer
 from models.assistant.output_guard import OutputGuard
 from models.assistant.retrieval import CatalogIndex
 from models.assistant.stories import Story
 from models.assistant.tools import TOOLS
-from models.candidates import Candidate
 from models.golden.curated import load_curated_set
+from models.lifecycle.build import build_assistant
+from models.lifecycle.candidates import Candidate
 from models.llm.test_server import Reply
 from models.prompts import PLACEHOLDER, load_prompt
 

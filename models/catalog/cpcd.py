@@ -17,7 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from checks.quarantine_rules import RAW_PREVIEW_CHARS, STAGED_SCHEMA, CatalogSourceError, StagedRows
+from checks.quarantine_rules import CatalogSourceError
+from models.catalog.schema import RAW_PREVIEW_CHARS, STAGED_SCHEMA, StagedRows
 
 _UNIT = "\x1f"
 

@@ -15,13 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from checks.quarantine_rules import (
-    MAX_FIELD_BYTES,
-    STAGED_SCHEMA,
-    CatalogSourceError,
-    StagedRows,
-    apply_row_rules,
-)
+from checks.quarantine_rules import MAX_FIELD_BYTES, CatalogSourceError, apply_row_rules
+from models.catalog.schema import STAGED_SCHEMA, StagedRows
 
 HEADER = ("TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION")
 FACET_PREFIXES = {"genres": "genre---", "instruments": "instrument---", "moods": "mood/theme---"}

@@ -12,9 +12,9 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from upath import UPath
 
-from checks.quarantine_rules import CatalogSourceError, StagedRows, apply_row_rules, split_rows
+from checks.quarantine_rules import CatalogSourceError, apply_row_rules, split_rows
 from models.catalog import cpcd, mtg_jamendo, tabular
-from models.catalog.schema import CATALOG_SCHEMA
+from models.catalog.schema import CATALOG_SCHEMA, StagedRows
 from models.file_versions import file_version
 
 __all__ = ["BUNDLED_SAMPLE", "CatalogRead", "CatalogSourceError", "CatalogSourceSpec", "read_catalog"]

@@ -8,8 +8,8 @@ from typing import Literal
 
 import polars as pl
 
-from checks.quarantine_rules import STAGED_SCHEMA, CatalogSourceError, StagedRows
-from models.catalog.schema import CATALOG_SCHEMA
+from checks.quarantine_rules import CatalogSourceError
+from models.catalog.schema import CATALOG_SCHEMA, STAGED_SCHEMA, StagedRows
 
 _LIST_COLUMNS = ("artists", "genres", "instruments", "moods")
 

@@ -35,6 +35,7 @@ from models.assistant.state import TOPIC_DECAY
 from models.assistant.track_text import track_tags
 from models.eval.calibration import calibration_note
 from models.eval.cpcd_protocol import PER_TURN_COLUMNS
+from models.eval.cpcd_runs import run_assistant, run_retriever
 from models.eval.gate import Comparison, GateReport, Guardrail, PrimaryPart, gate
 from models.eval.judges import ResponseItem, ResponseRulesGrader, acceptable_from_rating
 from models.eval.metrics import (
@@ -48,9 +49,8 @@ from models.eval.metrics import (
     slot_report,
 )
 from models.eval.stats import bootstrap_mean_ci
-from models.golden.cpcd import cpcd_evaluation_turns, run_assistant, run_retriever
+from models.golden.cpcd import cpcd_evaluation_turns
 from models.golden.curated import Behaviour, ShownTrack
-from models.intent.slots import slot_pairs
 from models.labels import Constraint, Intent, Slots, TurnLabels
 from models.prompts import PLACEHOLDER, prompt_specs
 from models.taxonomy import Taxonomy
@@ -175,8 +175,8 @@ def evaluate_curated(
         leak = guard.leaks(text)
         met = behaviour_met(expected, len(shown_ids), asked)
         gold, pred = (
-            slot_pairs(Slots.model_validate_json(row["slots"])),
-            slot_pairs(TurnLabels.model_validate_json(row["labels"]).slots),
+            Slots.model_validate_json(row["slots"]).pairs(),
+            TurnLabels.model_validate_json(row["labels"]).slots.pairs(),
         )
         gold_slots.append(gold)
         pred_slots.append(pred)

@@ -27,8 +27,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
-from models.candidates import INTENT_MODEL, PARSER_PROMPT, STORY_PROMPT, Candidate
-from models.registry import CHAMPION, model_alias_version, set_model_alias
+from models.lifecycle.candidates import INTENT_MODEL, PARSER_PROMPT, STORY_PROMPT, Candidate
+from models.lifecycle.registry import CHAMPION, model_alias_version, set_model_alias
 
 ASSISTANT_MODEL = "setlist-assistant"
 EXPERIMENTS = {"golden_curated": "eval-golden_curated", "golden_cpcd": "eval-golden_cpcd"}

@@ -25,7 +25,6 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from scipy import stats
 
-from models.candidates import Candidate
 from models.eval.tracking import ASSISTANT_MODEL, fingerprint, log_per_item_table, log_run_once, table_hash
 from models.eval.tracking import EXPERIMENTS as OFFLINE_EXPERIMENTS
 from models.feedback.experiment import (
@@ -38,7 +37,8 @@ from models.feedback.experiment import (
 )
 from models.feedback.interactions import session_metrics
 from models.feedback.simulator import ListenerPopulation, SlateServer, simulate
-from models.registry import CHAMPION
+from models.lifecycle.candidates import Candidate
+from models.lifecycle.registry import CHAMPION
 
 CANDIDATE_TAG = "candidate"  # the setlist-assistant versions' tag naming the candidate key
 EXPERIMENT = "online-ab"
