@@ -20,6 +20,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 from mlflow import MlflowClient
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"task": row.task, "system": row.system, "n": row.n, **row.figures}), flush=True)
 
     def versions(name: str) -> list:
-        return [p for p in prompt_specs(name) if not args.versions or p.path.name in args.versions]
+        return [p for p in prompt_specs(name) if not args.versions or Path(p.source).name in args.versions]
 
     # Parsing: each parser prompt version, then the trained classifier, on the same turns.
     turns, histories = sample_turns(curated, args.turns, args.seed)
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             "prompt_tokens": usage["prompt_tokens"],
             "completion_tokens": usage["completion_tokens"],
         }
-        record(Row("parse", prompt.path.name, turns.height, figures))
+        record(Row("parse", Path(prompt.source).name, turns.height, figures))
         print(
             json.dumps({"failure_reasons": dict(Counter(p.failure for p in parsed if p.failure))}), flush=True
         )
@@ -220,10 +221,11 @@ def main(argv: list[str] | None = None) -> None:
             "prompt_tokens": usage["prompt_tokens"],
             "completion_tokens": usage["completion_tokens"],
         }
-        record(Row("story", prompt.path.name, len(items), figures))
+        record(Row("story", Path(prompt.source).name, len(items), figures))
         print(
             json.dumps(
-                {"prompt": prompt.path.name, "examples": [s.text for s in told[:3]]}, ensure_ascii=False
+                {"prompt": Path(prompt.source).name, "examples": [s.text for s in told[:3]]},
+                ensure_ascii=False,
             )
         )
     gateway.close()

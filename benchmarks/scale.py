@@ -161,7 +161,7 @@ def plain_steps(scope: str) -> Iterator[tuple[str, Callable[[dict[str, Any]], ob
     from models.intent import tracking, training
     from models.intent.classifier import IntentHyperparameters
     from models.labels import conversations_to_frame
-    from models.lifecycle.build import build_assistant
+    from models.lifecycle.build import build_assistant, resolve
     from models.lifecycle.candidates import Candidate
     from models.lifecycle.registry import sync_prompt
     from models.prompts import load_prompt, prompt_names
@@ -245,7 +245,7 @@ def plain_steps(scope: str) -> Iterator[tuple[str, Callable[[dict[str, Any]], ob
     def assistant(s: dict[str, Any]) -> None:
         candidate = Candidate(parser_kind="offline", parser_version=s["model"].version)
         index = CatalogIndex.build(s["read"].kept, s["tree"], candidate.retriever_config)
-        bot = build_assistant(candidate, index, s["tree"], None, mlflow_client=mlflow_client())
+        bot = build_assistant(resolve(mlflow_client(), candidate), index, s["tree"])
         replay(bot, s["golden"].turns, candidate.key, lockstep=False)
 
     node_ids = lambda s: set(s["taxonomy"]["node_id"])  # noqa: E731

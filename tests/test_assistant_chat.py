@@ -28,8 +28,16 @@ def test_chat_json_session(settings) -> None:
     )
 
     assert done.returncode == 0, done.stderr
-    assert "falling back to the offline assistant" in done.stderr
+    assert (
+        "models:/setlist-assistant@champion is not set" in done.stderr
+    )  # a fresh home: the keyword baseline
     calm, piano, feedback, vague = map(json.loads, done.stdout.splitlines())
+    # Every answer says what served it: the candidate and its components as the registry names them.
+    assert (
+        calm["assistant"] == feedback["assistant"]
+        and calm["assistant"]["candidate"] == "keyword-v1.hybrid.template"
+    )
+    assert calm["assistant"]["requested"] == "models:/setlist-assistant@champion"
     assert calm["tracks"] and calm["stories"] and calm["tool_calls"][0]["name"] == "search_catalog"
     assert piano["state"]["constraint"]["required"] == {
         "mood": ["mood/calm"],

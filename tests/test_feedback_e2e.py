@@ -65,7 +65,7 @@ def test_preference_pairs_and_interaction_logs_materialize_offline(settings, tmp
     assert set(pairs["source"]) == {"cpcd_likes", "judge_pairwise", "user_feedback"}
     assert (pairs["chosen"] != pairs["rejected"]).all()
     logs = result.output_for_node("interaction_logs_assets", "interaction_logs")
-    assert 50 < logs["user_id"].n_unique() <= 60 and set(logs["variant"]) == {assets.feedback.STAND_IN}
+    assert 50 < logs["user_id"].n_unique() <= 60 and set(logs["variant"]) == {assets.feedback.BASELINE.key}
 
     [event] = [
         e

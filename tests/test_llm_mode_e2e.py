@@ -143,7 +143,7 @@ def test_offline_llm_candidate_is_skipped_with_a_reason_not_failed(runs: Runs) -
     defs = build_definitions(runs.settings)
     instance = dg.DagsterInstance.get()
     result = defs.resolve_job_def("setlist_candidates").execute_in_process(
-        instance=instance, partition_key="parse-v1.hybrid.template"
+        instance=instance, partition_key="parse-v1.agent-v1.hybrid.template"
     )
     assert result.success
     assert not result.get_asset_materialization_events()
@@ -158,7 +158,7 @@ def test_a_missing_candidate_partition_does_not_block_the_gate(runs: Runs) -> No
     gate = dg.AssetSelection.assets("champion_gate")
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=gate)
     # A candidate partition that cannot run offline, and a fresh evaluation of an offline one.
-    instance.add_dynamic_partitions("candidates", ["parse-v9.hybrid.template"])
+    instance.add_dynamic_partitions("candidates", ["parse-v9.agent-v1.hybrid.template"])
     candidates = defs.resolve_job_def("setlist_candidates")
     assert candidates.execute_in_process(instance=instance, partition_key="intent-v1.hybrid.template").success
     second = dg.evaluate_automation_conditions(

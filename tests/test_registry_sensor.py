@@ -5,8 +5,8 @@ import mlflow
 import mlflow.pyfunc
 from mlflow import MlflowClient
 
-from models.lifecycle.candidates import INTENT_MODEL, PARSER_PROMPT
-from models.lifecycle.registry import CHAMPION, set_model_alias
+from models.lifecycle.candidates import AGENT_PROMPT, PARSER_PROMPT
+from models.lifecycle.registry import CHAMPION, INTENT_MODEL, set_model_alias
 from orchestration.llm_resource import LLMGatewayResource
 from orchestration.partitions import CANDIDATES
 from orchestration.registry_sensor import registry_sensor
@@ -39,6 +39,7 @@ def test_new_versions_become_candidates_once(settings):
     version = _register_model_version(uri)
     set_model_alias(client, INTENT_MODEL, CHAMPION, version)
     client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "{{text}}"}])
+    client.register_prompt(AGENT_PROMPT, template=[{"role": "user", "content": "{{data}}"}])
 
     instance = dg.DagsterInstance.get()
     resources = {
@@ -48,7 +49,7 @@ def test_new_versions_become_candidates_once(settings):
     result = _tick(instance, resources)
 
     keys = sorted(r.partition_key for r in result.run_requests)
-    assert keys == ["intent-v1.hybrid.template", "parse-v1.hybrid.template"]
+    assert keys == ["intent-v1.hybrid.template", "parse-v1.agent-v1.hybrid.template"]
     (add_request,) = result.dynamic_partitions_requests
     assert sorted(add_request.partition_keys) == keys
 
@@ -58,7 +59,11 @@ def test_new_versions_become_candidates_once(settings):
 
     client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "v2 {{text}}"}])
     third = _tick(instance, resources, result.cursor)
-    assert [r.partition_key for r in third.run_requests] == ["parse-v2.hybrid.template"]
+    assert [r.partition_key for r in third.run_requests] == ["parse-v2.agent-v1.hybrid.template"]
+    client.register_prompt(AGENT_PROMPT, template=[{"role": "user", "content": "v2 {{data}}"}])
+    fourth = _tick(instance, resources, third.cursor)
+    # Without a champion alias (registered by hand), a new version pairs with the other prompt's latest.
+    assert [r.partition_key for r in fourth.run_requests] == ["parse-v2.agent-v2.hybrid.template"]
 
 
 def test_offline_llm_candidates_are_skipped_with_a_reason_until_the_gateway_is_online(settings):
@@ -66,6 +71,7 @@ def test_offline_llm_candidates_are_skipped_with_a_reason_until_the_gateway_is_o
     client = MlflowClient(uri)
     set_model_alias(client, INTENT_MODEL, CHAMPION, _register_model_version(uri))
     client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "{{text}}"}])
+    client.register_prompt(AGENT_PROMPT, template=[{"role": "user", "content": "{{data}}"}])
     instance = dg.DagsterInstance.get()
     mlflow_resource = MLflowTracking(tracking_uri=uri, artifact_root=settings.mlflow_artifacts_dir.as_uri())
 
@@ -78,8 +84,8 @@ def test_offline_llm_candidates_are_skipped_with_a_reason_until_the_gateway_is_o
     instance.add_dynamic_partitions(CANDIDATES.name, add_request.partition_keys)
     still_offline = _tick(instance, offline, first.cursor)
     assert isinstance(still_offline, dg.SkipReason)
-    assert "skipped parse-v1.hybrid.template (needs the LLM gateway" in still_offline.skip_message
+    assert "skipped parse-v1.agent-v1.hybrid.template (needs the LLM gateway" in still_offline.skip_message
 
     online = {"mlflow": mlflow_resource, "llm": LLMGatewayResource(base_url="http://127.0.0.1:9/v1")}
     later = _tick(instance, online, first.cursor)
-    assert [r.partition_key for r in later.run_requests] == ["parse-v1.hybrid.template"]
+    assert [r.partition_key for r in later.run_requests] == ["parse-v1.agent-v1.hybrid.template"]
