@@ -33,9 +33,8 @@ from orchestration.resources import MLflowTracking
 def assistant_runs(
     context: dg.AssetExecutionContext,
     golden_curated: pl.DataFrame,
-    catalog: pl.DataFrame,
+    retrieval_index: CatalogIndex,
     taxonomy: pl.DataFrame,
-    track_embeddings: pl.DataFrame,
     llm: LLMGatewayResource,
     mlflow: MLflowTracking,
 ) -> Iterator[dg.Output[pl.DataFrame]]:
@@ -53,11 +52,9 @@ def assistant_runs(
         resolved = resolve(mlflow.client(), candidate)  # its registered model and prompts, from MLflow
     except LookupError as err:
         raise dg.Failure(str(err)) from err
-    # A dense candidate reuses the asset's vectors; only tracks whose text changed since are embedded now.
-    index = CatalogIndex.build(catalog, tree, candidate.retriever_config, embeddings=track_embeddings)
     try:
         gateway = llm.get_gateway() if candidate.uses_llm else None
-        assistant = build_assistant(resolved, index, tree, gateway)
+        assistant = build_assistant(resolved, retrieval_index, tree, gateway)
     except LLMUnavailable as err:
         raise dg.Failure(str(err)) from err
     turns = golden_curated

@@ -128,10 +128,11 @@ def bm25_baseline(
     context: dg.AssetExecutionContext,
     golden_cpcd: pl.DataFrame,
     cpcd_corpus: pl.DataFrame,
+    cpcd_index: CatalogIndex,
     mlflow: MLflowTracking,
 ) -> dg.Output[pl.DataFrame]:
     version = _data_version(context, "golden_cpcd")
-    index = CatalogIndex.build(cpcd_corpus, config=BASELINE_CONFIG)
+    index = cpcd_index.reconfigured(BASELINE_CONFIG)
     evaluation = evaluate_cpcd(golden_cpcd, cpcd_corpus, index, BASELINE_RUN, version)
     run = log_evaluation(
         mlflow.client(),
@@ -186,6 +187,7 @@ def candidate_evaluation(
     golden_curated: pl.DataFrame,
     golden_cpcd: pl.DataFrame,
     cpcd_corpus: pl.DataFrame,
+    cpcd_index: CatalogIndex,
     catalog: pl.DataFrame,
     taxonomy: pl.DataFrame,
     judge_calibration: pl.DataFrame,
@@ -205,7 +207,11 @@ def candidate_evaluation(
     )
     curated = evaluate_curated(assistant_runs, replayed, catalog, tree)
     client = mlflow.client()
-    index = CatalogIndex.build(cpcd_corpus, tree, candidate.retriever_config)
+    config = candidate.retriever_config
+    # The CPCD corpus has no embeddings asset: a dense candidate embeds it here (assets/retrieval.py says why).
+    index = (
+        CatalogIndex.build(cpcd_corpus, config=config) if config.embedder else cpcd_index.reconfigured(config)
+    )
     co_likes = CoLikes.from_sessions(cpcd_sessions(cpcd_preference_turns(golden_cpcd)))
     try:
         gateway = llm.get_gateway() if candidate.uses_llm else None

@@ -87,6 +87,7 @@ def interaction_logs_assets(
     mlflow: MLflowTracking,
     llm: LLMGatewayResource,
     catalog: pl.DataFrame,
+    retrieval_index: CatalogIndex,
     taxonomy: pl.DataFrame,
 ):
     metadata: dict[str, object] = {}
@@ -101,7 +102,7 @@ def interaction_logs_assets(
         metadata |= {"source": dg.MetadataValue.path(read.source), "rows_read": read.rows_read}
     else:
         tree = Taxonomy.from_table(taxonomy)
-        server, fallback = _deployed_server(mlflow.client(), llm, catalog, tree)
+        server, fallback = _deployed_server(mlflow.client(), llm, retrieval_index, tree)
         population = ListenerPopulation.sample(tree, catalog, config.listeners, platform.seed)
         run = simulate(population, server, sessions_per_listener=config.sessions_per_listener)
         events, quarantined = run.events, empty_quarantine()
@@ -152,12 +153,11 @@ def interaction_logs_assets(
 
 
 def _deployed_server(
-    client: MlflowClient, llm: LLMGatewayResource, catalog: pl.DataFrame, tree: Taxonomy
+    client: MlflowClient, llm: LLMGatewayResource, index: CatalogIndex, tree: Taxonomy
 ) -> tuple[AssistantServer, str | None]:
     """What `setlist chat` serves: setlist-assistant@champion, or the lifecycle's fallback (and why)."""
     resolved = resolve_alias(client, CHAMPION, online=llm.base_url is not None)
     gateway = llm.get_gateway() if resolved.candidate.uses_llm else None
-    index = CatalogIndex.build(catalog, tree, resolved.candidate.retriever_config)
     assistant = build_assistant(resolved, index, tree, gateway)
     return AssistantServer(resolved.candidate.key, assistant), resolved.note
 
@@ -189,12 +189,13 @@ def preference_pairs(
     intent_training_set: pl.DataFrame,
     interaction_logs: pl.DataFrame,
     catalog: pl.DataFrame,
+    retrieval_index: CatalogIndex,
     taxonomy: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
     tree = Taxonomy.from_table(taxonomy)
     judged = synthetic_responses(
         intent_training_set,
-        response_variants(catalog, tree),
+        response_variants(retrieval_index, tree),
         catalog,
         tree,
         config.judge_conversations,
@@ -238,10 +239,9 @@ def preference_pairs(
     )
 
 
-def response_variants(catalog: pl.DataFrame, tree: Taxonomy) -> dict[str, Assistant]:
+def response_variants(index: CatalogIndex, tree: Taxonomy) -> dict[str, Assistant]:
     """Variants whose answers differ for a reason: retrieval (hybrid vs BM25) and context (the memoryless
     replay forgets earlier turns). The keyword parser keeps the pairs independent of any trained model."""
-    index = CatalogIndex.build(catalog, tree, BASELINE.retriever_config)
     variants = {
         candidate.key: build_assistant(Resolved(candidate), index, tree)
         for candidate in (BASELINE, keyword_baseline("bm25"))
@@ -321,6 +321,7 @@ def online_experiment(
     mlflow: MLflowTracking,
     llm: LLMGatewayResource,
     catalog: pl.DataFrame,
+    retrieval_index: CatalogIndex,
     taxonomy: pl.DataFrame,
 ):
     client = mlflow.client()
@@ -338,20 +339,12 @@ def online_experiment(
             )
             return
     tree = Taxonomy.from_table(taxonomy)
-    shared = CatalogIndex.build(catalog, tree, arms.control.retriever_config)
     servers = []
     for candidate in (arms.control, arms.treatment):
         try:
             gateway = llm.get_gateway() if candidate.uses_llm else None
-            try:
-                index = shared.reconfigured(candidate.retriever_config)
-            except ValueError:  # the arms differ in what an index is built with: build the other one
-                index = CatalogIndex.build(catalog, tree, candidate.retriever_config)
-            servers.append(
-                AssistantServer(
-                    candidate.key, build_assistant(resolve(client, candidate), index, tree, gateway)
-                )
-            )
+            assistant = build_assistant(resolve(client, candidate), retrieval_index, tree, gateway)
+            servers.append(AssistantServer(candidate.key, assistant))
         except (LLMUnavailable, LookupError) as err:
             raise dg.Failure(str(err)) from err
     population = ListenerPopulation.sample(tree, catalog, config.listeners, platform.seed)

@@ -14,6 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from orchestration.local_state import ensure_mlflow_store, file_lock
 
+INDEX_IO_MANAGER = "index_io_manager"  # the retrieval indexes: pickled objects, not tables
+
 
 class PlatformConfig(dg.ConfigurableResource):
     """Knobs shared by several assets."""

@@ -6,15 +6,14 @@ import subprocess
 import sys
 
 import dagster as dg
+from conftest import store_retrieval_index
 
-from models.catalog.sources import CatalogSourceSpec, read_catalog
+from models.assistant.retrieval import CatalogIndex
 from orchestration.settings import REPO_ROOT
 
 
-def test_chat_json_session(settings) -> None:
-    read_catalog(CatalogSourceSpec(kind="mtg_jamendo")).kept.write_parquet(
-        settings.assets_dir / "catalog.parquet"
-    )
+def test_chat_json_session(settings, catalog, taxonomy) -> None:
+    store_retrieval_index(settings, CatalogIndex.build(catalog, taxonomy))
     env = {**os.environ, "SETLIST_HOME": str(settings.home_dir)}
 
     done = subprocess.run(
@@ -62,5 +61,5 @@ def test_assistant_runs_is_partitioned_by_candidate(settings) -> None:
     assert assistant_runs.partitions_def == CANDIDATES
     defs = build_definitions(settings)
     spec = defs.resolve_assets_def("assistant_runs").specs_by_key[dg.AssetKey("assistant_runs")]
-    assert {dep.asset_key.path[-1] for dep in spec.deps} >= {"golden_curated", "catalog", "taxonomy"}
+    assert {dep.asset_key.path[-1] for dep in spec.deps} >= {"golden_curated", "retrieval_index", "taxonomy"}
     assert spec.group_name == "evaluation"

@@ -5,11 +5,12 @@ import json
 
 import polars as pl
 import pytest
+from conftest import store_retrieval_index
 from mlflow import MlflowClient
 
 from models.assistant.assistant import Session
 from models.assistant.chat import json_turn
-from models.catalog.sources import CatalogSourceSpec, read_catalog
+from models.assistant.retrieval import CatalogIndex
 from models.lifecycle.build import resolve, resolve_alias
 from models.lifecycle.candidates import (
     AGENT_PROMPT,
@@ -103,8 +104,10 @@ def test_prompts_are_read_from_the_registry_not_the_files(client) -> None:
         resolve(client, Candidate.from_key("parse-v1.agent-v1.hybrid.story-v3"))
 
 
-def test_serving_follows_the_champion_alias_also_when_moved_by_hand(settings, client) -> None:
-    read_catalog(CatalogSourceSpec()).kept.write_parquet(settings.assets_dir / "catalog.parquet")
+def test_serving_follows_the_champion_alias_also_when_moved_by_hand(
+    settings, client, catalog, taxonomy
+) -> None:
+    store_retrieval_index(settings, CatalogIndex.build(catalog, taxonomy))
     fresh = load_chat_assistant(settings)
     assert fresh.served["candidate"] == keyword_baseline().key and "is not set" in fresh.served["note"]
 
@@ -178,3 +181,22 @@ def test_the_gate_moves_champion_to_the_winner_and_challenger_to_the_runner_up(c
     )
     apply_gate(client, champion, report)
     assert resolve_alias(client, CHALLENGER).candidate.key == worse
+
+
+def test_chat_loads_the_index_through_the_profiles_io_manager_not_local_files(
+    settings, catalog, taxonomy
+) -> None:
+    """In the gcp profile the index lives in the bucket; an in-memory fsspec bucket stands in for gs:// here
+    (the same universal-pathlib code path, no network)."""
+    gcp = settings.model_copy(
+        update={
+            "profile": "gcp",
+            "gcp": settings.gcp.model_copy(update={"project": "p", "bucket": "memory://b/p"}),
+        }
+    )
+    store_retrieval_index(gcp, CatalogIndex.build(catalog, taxonomy))
+    assert not (settings.assets_dir / "indexes").exists()  # nothing on the local disk
+    loaded = load_chat_assistant(gcp)
+    assert (
+        len(loaded.assistant.index) == catalog.height and loaded.served["candidate"] == keyword_baseline().key
+    )
