@@ -8,6 +8,7 @@ import polars as pl
 
 from assets.feedback import MEMORYLESS, response_variants
 from assets.ui_metadata import counts_table, preview
+from models.assistant.retrieval import CatalogIndex
 from models.eval.judges import LLMResponseJudge, ResponseRulesGrader
 from models.feedback.curation import flag_turns, propose, review_file, write_review_file
 from models.feedback.preferences import synthetic_responses
@@ -44,12 +45,13 @@ def curation_queue(
     intent_training_set: pl.DataFrame,
     golden_curated: pl.DataFrame,
     catalog: pl.DataFrame,
+    retrieval_index: CatalogIndex,
     taxonomy: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
     tree = Taxonomy.from_table(taxonomy)
     judged = synthetic_responses(
         intent_training_set,
-        response_variants(catalog, tree),
+        response_variants(retrieval_index, tree),
         catalog,
         tree,
         config.conversations,

@@ -44,7 +44,7 @@ from models.feedback.preferences import (
 from models.feedback.simulator import AssistantServer, ListenerPopulation, simulate
 from models.golden.cpcd import CPCD_PREFERENCE_SHARE, CPCD_SPLIT_SALT
 from models.lifecycle.build import Resolved, build_assistant, resolve, resolve_alias
-from models.lifecycle.candidates import keyword_baseline
+from models.lifecycle.candidates import baseline_candidate
 from models.lifecycle.registry import CHAMPION
 from models.llm import LLMUnavailable
 from models.taxonomy import Taxonomy
@@ -52,7 +52,7 @@ from orchestration.llm_resource import LLMGatewayResource
 from orchestration.resources import MLflowTracking, PlatformConfig
 
 GROUP = "feedback"
-BASELINE = keyword_baseline()  # the keyword parser with hybrid retrieval: no model, no LLM
+BASELINE = baseline_candidate()  # the keyword parser with hybrid retrieval: no model, no LLM
 MEMORYLESS = f"{BASELINE.key}.no-memory"  # the same assistant answering each turn without the conversation
 
 
@@ -244,7 +244,7 @@ def response_variants(index: CatalogIndex, tree: Taxonomy) -> dict[str, Assistan
     replay forgets earlier turns). The keyword parser keeps the pairs independent of any trained model."""
     variants = {
         candidate.key: build_assistant(Resolved(candidate), index, tree)
-        for candidate in (BASELINE, keyword_baseline("bm25"))
+        for candidate in (BASELINE, baseline_candidate("bm25"))
     }
     return {**variants, MEMORYLESS: variants[BASELINE.key]}
 

@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from models.assistant.retrieval import INDEX_FORMAT, CatalogIndex
-from models.lifecycle.candidates import RETRIEVER_PRESETS
+from models.assistant.retrieval_config import RETRIEVER_PRESETS
 from models.taxonomy import Taxonomy
 from orchestration.resources import INDEX_IO_MANAGER
 

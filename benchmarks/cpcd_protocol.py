@@ -32,6 +32,7 @@ from models.assistant.keyword_parser import KeywordParser
 from models.assistant.offline_parser import OfflineParser
 from models.assistant.replay import replay
 from models.assistant.retrieval import CatalogIndex
+from models.assistant.retrieval_config import RETRIEVER_PRESETS
 from models.assistant.state import TOPIC_DECAY
 from models.catalog.sources import CatalogSourceSpec, read_catalog
 from models.eval.cpcd_runs import BASELINE_CONFIG, RANK_DEPTH, run_assistant, run_retriever
@@ -41,7 +42,6 @@ from models.golden.curated import load_curated_set
 from models.intent.pyfunc import predictions_frame
 from models.intent.training import split_by_conversation, train
 from models.labels import conversations_to_frame
-from models.lifecycle.candidates import RETRIEVER_PRESETS
 from models.synthetic.grammar import GrammarGenerator
 from models.synthetic.postprocess import postprocess
 from models.taxonomy import Taxonomy, design_taxonomy, load_curated

@@ -73,5 +73,8 @@ def registry_sensor(
 def current_candidates(settings: Settings) -> list[Candidate]:
     """What `setlist run` and the nightly schedule evaluate (models.lifecycle.candidates.proposed_candidates)."""
     return proposed_candidates(
-        MlflowClient(settings.mlflow_tracking_uri), online=settings.llm.base_url is not None
+        MlflowClient(settings.mlflow_tracking_uri),
+        online=settings.llm.base_url is not None,
+        retrievers=settings.comparison.retrievers,
+        keyword_baseline=settings.comparison.keyword_baseline,
     )

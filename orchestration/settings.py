@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvParseError
 from rapidfuzz import fuzz, process
 
+from models.assistant.retrieval_config import RETRIEVER_PRESETS
 from models.catalog.sources import CatalogSourceSpec
 from models.llm.config import API_KEY_ENV_VARS, GatewayConfig
 
@@ -43,6 +44,22 @@ class SettingsError(ValueError):
 
 class SettingsWarning(UserWarning):
     """A `SETLIST_*` variable that nothing reads: most likely a misspelt setting."""
+
+
+class ComparisonSettings(BaseModel):
+    """The offline candidates every run evaluates beside the registry's (models/lifecycle/candidates.py), so
+    the gate and MLflow's compare view have real alternatives: the champion intent model with each retriever
+    preset here, and the keyword parser (no model) with hybrid retrieval."""
+
+    retrievers: list[str] = ["hybrid", "bm25"]
+    keyword_baseline: bool = True
+
+    @field_validator("retrievers")
+    @classmethod
+    def _known_presets(cls, value: list[str]) -> list[str]:
+        if unknown := sorted(set(value) - set(RETRIEVER_PRESETS)):
+            raise ValueError(f"unknown retriever presets {unknown}; presets: {sorted(RETRIEVER_PRESETS)}")
+        return list(dict.fromkeys(value))
 
 
 class ScheduleSettings(BaseModel):
@@ -107,6 +124,7 @@ class Settings(BaseSettings):
     # Declared here once, as the shape the sourcing code reads (`read_catalog`): no resource restates it.
     catalog: CatalogSourceSpec = Field(default_factory=CatalogSourceSpec)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    comparison: ComparisonSettings = Field(default_factory=ComparisonSettings)
     # The endpoint, model and limits; the API key is read from SETLIST_LLM_API_KEY only, never a setting.
     # The cache lives in the home folder (`llm_cache_path`), so the file's own cache_path is ignored.
     llm: GatewayConfig = Field(default_factory=GatewayConfig)

@@ -18,7 +18,7 @@ from models.lifecycle.candidates import (
     STORY_PROMPT,
     Candidate,
     CandidateKeyError,
-    keyword_baseline,
+    baseline_candidate,
 )
 from models.lifecycle.gate_policy import gate_on_golden_sets
 from models.lifecycle.promotion import apply_gate
@@ -109,7 +109,7 @@ def test_serving_follows_the_champion_alias_also_when_moved_by_hand(
 ) -> None:
     store_retrieval_index(settings, CatalogIndex.build(catalog, taxonomy))
     fresh = load_chat_assistant(settings)
-    assert fresh.served["candidate"] == keyword_baseline().key and "is not set" in fresh.served["note"]
+    assert fresh.served["candidate"] == baseline_candidate().key and "is not set" in fresh.served["note"]
 
     _register(client, "keyword-v1.hybrid.template", "keyword-v1.bm25.template")
     first = load_chat_assistant(settings)
@@ -130,7 +130,7 @@ def test_serving_follows_the_champion_alias_also_when_moved_by_hand(
 def test_an_llm_champion_offline_falls_back_and_says_why(client) -> None:
     _register(client, "parse-v1.agent-v1.hybrid.template")
     resolved = resolve_alias(client, CHAMPION, online=False)
-    assert resolved.candidate == keyword_baseline()
+    assert resolved.candidate == baseline_candidate()
     assert "parse-v1.agent-v1.hybrid.template, which needs the LLM gateway" in resolved.note
 
 
@@ -198,5 +198,6 @@ def test_chat_loads_the_index_through_the_profiles_io_manager_not_local_files(
     assert not (settings.assets_dir / "indexes").exists()  # nothing on the local disk
     loaded = load_chat_assistant(gcp)
     assert (
-        len(loaded.assistant.index) == catalog.height and loaded.served["candidate"] == keyword_baseline().key
+        len(loaded.assistant.index) == catalog.height
+        and loaded.served["candidate"] == baseline_candidate().key
     )

@@ -70,6 +70,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory, taxonomy, catalog) -> Iterato
             mp.delenv(key)
         mp.setenv("SETLIST_HOME", str(home))
         mp.setenv("SETLIST_SYNTHETIC_CONVERSATIONS", "300")
+        # The offline comparison set (test_evaluation_e2e's subject) would add two offline candidates to each
+        # of the two runs: here only what LLM mode adds is evaluated beside the champion intent model.
+        mp.setenv("SETLIST_COMPARISON__RETRIEVERS", '["hybrid"]')
+        mp.setenv("SETLIST_COMPARISON__KEYWORD_BASELINE", "false")
         mp.setenv("SETLIST_LLM_API_KEY", "sk-setlist-e2e-test-key")
         online_env = {
             "SETLIST_LLM__BASE_URL": server.base_url,

@@ -9,8 +9,9 @@ from models.lifecycle.candidates import AGENT_PROMPT, PARSER_PROMPT
 from models.lifecycle.registry import CHAMPION, INTENT_MODEL, set_model_alias
 from orchestration.llm_resource import LLMGatewayResource
 from orchestration.partitions import CANDIDATES
-from orchestration.registry_sensor import registry_sensor
+from orchestration.registry_sensor import current_candidates, registry_sensor
 from orchestration.resources import MLflowTracking
+from orchestration.settings import load_settings
 
 
 class _Constant(mlflow.pyfunc.PythonModel):
@@ -89,3 +90,25 @@ def test_offline_llm_candidates_are_skipped_with_a_reason_until_the_gateway_is_o
     online = {"mlflow": mlflow_resource, "llm": LLMGatewayResource(base_url="http://127.0.0.1:9/v1")}
     later = _tick(instance, online, first.cursor)
     assert [r.partition_key for r in later.run_requests] == ["parse-v1.agent-v1.hybrid.template"]
+
+
+def test_a_run_proposes_the_comparison_set_champion_first(settings, monkeypatch):
+    uri = settings.mlflow_tracking_uri
+    client = MlflowClient(uri)
+    first, second = _register_model_version(uri), _register_model_version(uri)
+    set_model_alias(client, INTENT_MODEL, CHAMPION, second)
+    client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "{{text}}"}])
+
+    keys = [c.key for c in current_candidates(settings)]  # offline: the LLM candidate waits
+
+    # The champion intent model with each compared preset, the keyword baseline, then every other version.
+    assert keys == [
+        f"intent-v{second}.hybrid.template",
+        f"intent-v{second}.bm25.template",
+        "keyword-v1.hybrid.template",
+        f"intent-v{first}.hybrid.template",
+    ]
+    monkeypatch.setenv("SETLIST_COMPARISON__RETRIEVERS", '["hybrid"]')
+    monkeypatch.setenv("SETLIST_COMPARISON__KEYWORD_BASELINE", "false")
+    alone = [c.key for c in current_candidates(load_settings())]
+    assert alone == [f"intent-v{second}.hybrid.template", f"intent-v{first}.hybrid.template"]

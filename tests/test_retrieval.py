@@ -233,8 +233,9 @@ def test_reconfigured_index_answers_like_a_fresh_build(index: CatalogIndex) -> N
 
 def test_dense_preset_finds_tracks_by_meaning_with_the_shipped_model(monkeypatch) -> None:
     from models.assistant.embedding import MINILM_NAME, embed_texts, load_embedder, vector_table
+    from models.assistant.retrieval_config import RETRIEVER_PRESETS
     from models.assistant.track_text import catalog_texts
-    from models.lifecycle.candidates import RETRIEVER_PRESETS, Candidate
+    from models.lifecycle.candidates import Candidate
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = RETRIEVER_PRESETS["dense"].model_copy(update={"max_per_artist": None})
@@ -268,7 +269,7 @@ def test_one_stored_build_serves_every_preset_as_a_fresh_build_would(monkeypatch
     queried under each candidate's preset with the same rankings as a build for that preset."""
     import pickle
 
-    from models.lifecycle.candidates import RETRIEVER_PRESETS
+    from models.assistant.retrieval_config import RETRIEVER_PRESETS
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     stored = pickle.loads(pickle.dumps(CatalogIndex.build(CATALOG, TAXONOMY, RETRIEVER_PRESETS["dense"])))

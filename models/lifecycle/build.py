@@ -31,7 +31,7 @@ from models.lifecycle.candidates import (
     PARSER_PROMPT,
     STORY_PROMPT,
     Candidate,
-    keyword_baseline,
+    baseline_candidate,
 )
 from models.lifecycle.registry import (
     ASSISTANT_MODEL,
@@ -119,7 +119,7 @@ def resolve_alias(client: MlflowClient, alias: str = CHAMPION, online: bool = Fa
         note = f"{reason}: serving models:/{INTENT_MODEL}@{CHAMPION} (version {intent}) with hybrid retrieval"
         return resolve(client, fallback, requested=requested, note=note)
     note = f"{reason} and models:/{INTENT_MODEL}@{CHAMPION} neither: serving the keyword baseline"
-    return Resolved(keyword_baseline(), requested=requested, note=note)
+    return Resolved(baseline_candidate(), requested=requested, note=note)
 
 
 def build_assistant(

@@ -13,16 +13,16 @@ partition keys, so they stay short and readable; every version in a key is a reg
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from mlflow import MlflowClient
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from models.assistant.embedding import MINILM_NAME
 from models.assistant.keyword_parser import KeywordParser
 from models.assistant.llm_agent import AGENT_PROMPT
 from models.assistant.llm_parser import PARSER_PROMPT
-from models.assistant.retrieval_config import RetrieverConfig
+from models.assistant.retrieval_config import RETRIEVER_PRESETS, RetrieverConfig
 from models.assistant.stories import STORY_PROMPT
 from models.lifecycle.registry import (
     CHAMPION,
@@ -33,13 +33,6 @@ from models.lifecycle.registry import (
     registry_versions,
 )
 
-RETRIEVER_PRESETS: dict[str, RetrieverConfig] = {
-    "hybrid": RetrieverConfig(),
-    "bm25": RetrieverConfig(components=("bm25",)),
-    "tags": RetrieverConfig(components=("tags",)),
-    # hybrid plus all-MiniLM-L6-v2 vectors (the track_embeddings asset), fused by RRF
-    "dense": RetrieverConfig(components=("bm25", "tags", "dense"), embedder=MINILM_NAME),
-}
 KEYWORD_VERSION = int(KeywordParser.version.removeprefix("keyword-v"))
 _KEY = re.compile(
     r"^(?:(intent|keyword)-v(\d+)|parse-v(\d+)\.agent-v(\d+))\.([a-z0-9]+)\.(template|story-v(\d+))$"
@@ -151,7 +144,7 @@ class Candidate(BaseModel):
 # --- proposed: which candidates a run, a schedule or the registry sensor evaluates -----------------------
 
 
-def keyword_baseline(retriever: str = "hybrid") -> Candidate:
+def baseline_candidate(retriever: str = "hybrid") -> Candidate:
     """The keyword parser (no trained model, no LLM): what serves before any intent model exists."""
     return Candidate(parser_kind="keyword", parser_version=KEYWORD_VERSION, retriever=retriever)
 
@@ -181,9 +174,23 @@ def _partner(client: MlflowClient, prompt: str) -> int | None:
     return max((v.version for v in registry_versions(client, [prompt], [])), default=None)
 
 
-def proposed_candidates(client: MlflowClient, online: bool) -> list[Candidate]:
-    """What a run evaluates: a candidate for every registry version (LLM ones only online)."""
+def proposed_candidates(
+    client: MlflowClient,
+    online: bool,
+    retrievers: Sequence[str] = ("hybrid",),
+    keyword_baseline: bool = False,
+) -> list[Candidate]:
+    """What a run evaluates: the champion intent model with each of `retrievers`, the keyword baseline, then
+    a candidate for every registry version (LLM ones only online). The champion intent model with the first
+    retriever comes first: on a fresh registry the first candidate evaluated becomes the champion."""
+    champion_model = model_alias_version(client, INTENT_MODEL, CHAMPION)
+    compared = [
+        Candidate(parser_kind="offline", parser_version=champion_model, retriever=preset)
+        for preset in (retrievers if champion_model is not None else ())
+    ]
+    if keyword_baseline:
+        compared.append(baseline_candidate())
     versions = registry_versions(client, [PARSER_PROMPT, AGENT_PROMPT, STORY_PROMPT], [INTENT_MODEL])
-    proposed = [candidate_for(v, client) for v in versions]
+    proposed = [*compared, *(candidate_for(v, client) for v in versions)]
     usable = [c for c in proposed if c is not None and not c.skip_reason(online)]
     return list({c.key: c for c in usable}.values())
