@@ -37,7 +37,8 @@ from models.eval.report import (
 from models.eval.tracking import EXPERIMENTS, EvalRun, fingerprint, log_evaluation, run_url, table_hash
 from models.golden.cpcd import cpcd_evaluation_turns, cpcd_preference_turns
 from models.lifecycle.build import build_assistant, resolve
-from models.lifecycle.gate_policy import CURATED_PRIMARY, current_evaluations, gate_evaluations
+from models.lifecycle.gate_policy import CURATED_PRIMARY, GUARDRAILS, current_evaluations, gate_evaluations
+from models.lifecycle.gate_policy import PRIMARY as PRIMARY_PARTS
 from models.lifecycle.promotion import apply_gate
 from models.lifecycle.registry import CANDIDATE_ARTIFACT, champion_key, register_candidate
 from models.llm import LLMUnavailable
@@ -47,7 +48,7 @@ from orchestration.partitions import CANDIDATES, partition_candidate
 from orchestration.resources import EvalReports, MLflowTracking, PlatformConfig
 
 GROUP = "evaluation"
-PRIMARY = CURATED_PRIMARY.column  # the gate's curated primary, per turn: what the report and metadata show
+PRIMARY = CURATED_PRIMARY.column  # the gate's curated primary per turn: what the report and metadata show
 BASELINE_RUN = "bm25-baseline"
 REPORT_EXPERIMENT = "eval-report"
 # The CPCD replay ranks RANK_DEPTH tracks a turn (the protocol scores 100 after seeds go) and tells no
@@ -357,12 +358,13 @@ def _by_candidate(loaded: Evaluations) -> dict[str, pl.DataFrame]:
     kinds={"polars", "mlflow"},
     ins={"candidate_evaluation": ALL_EVALUATIONS},
     description=(
-        "Every challenger against the champion (setlist-assistant@champion), jointly: the primary is 1/2 "
-        f"{PRIMARY} per curated turn + 1/2 hit@10 per CPCD evaluation turn (a stratified paired bootstrap by "
-        "conversation), Holm over the challengers; guardrails are non-inferiority tests with margins from a "
-        "power analysis (each golden set's primary, groundedness, safety, latency per turn, cost). Each decision "
-        "is promote, keep or inconclusive and logs its minimum detectable effect. At most one challenger, the "
-        "best promotable, is promoted; its lift is reported corrected for that selection."
+        "Every challenger against the champion (setlist-assistant@champion), jointly: the primary is "
+        f"{' + '.join(f'{w:g} {m.name}@{m.golden_set}' for m, w in PRIMARY_PARTS)} per turn (a stratified "
+        "paired bootstrap by conversation), Holm over the challengers; guardrails are non-inferiority tests with "
+        "margins from a power analysis (each golden set's primary, "
+        f"{', '.join(rule.measure.name for rule in GUARDRAILS)}). Each decision is promote, keep or inconclusive "
+        "and logs its minimum detectable effect. At most one challenger, the best promotable, is promoted "
+        "(@champion; the runner-up gets @challenger); its lift is reported corrected for that selection."
     ),
 )
 def champion_gate(

@@ -128,7 +128,7 @@ def test_gate_decides_once_and_the_alias_follows_the_decision(home: Home) -> Non
     gate = pl.read_parquet(home.settings.assets_dir / "champion_gate.parquet")
     assert sorted(gate["challenger"]) == sorted([CHALLENGER_KEY, KEYWORD_KEY])
     assert set(gate["decision"]) <= {"promote", "keep", "inconclusive"} and (gate["mde"] > 0).all()
-    assert gate["rule"][0].startswith("Holm step-down over the 2 challengers")
+    assert gate["rule"][0].startswith("Holm step-down over the 2 challenger(s)")
     promoted = gate.filter("promoted")["challenger"].to_list()
     expected = promoted[0] if promoted else CHAMPION_KEY
     client = home.client()

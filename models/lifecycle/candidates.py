@@ -151,7 +151,8 @@ def baseline_candidate(retriever: str = "hybrid") -> Candidate:
 
 def candidate_for(version: RegistryVersion, client: MlflowClient) -> Candidate | None:
     """The candidate that tests one registry version: a new intent model with hybrid retrieval; a new
-    parser or agent prompt with the other's champion; a new story prompt with the champion intent model."""
+    parser or agent prompt with the other's champion (its latest without one); a new story prompt with the
+    champion intent model."""
     if version.kind == "model":
         return Candidate(parser_kind="offline", parser_version=version.version)
     if version.name in (PARSER_PROMPT, AGENT_PROMPT):
@@ -180,16 +181,16 @@ def proposed_candidates(
     retrievers: Sequence[str] = ("hybrid",),
     keyword_baseline: bool = False,
 ) -> list[Candidate]:
-    """What a run evaluates: the champion intent model with each of `retrievers`, the keyword baseline, then
-    a candidate for every registry version (LLM ones only online). The champion intent model with the first
+    """What a run evaluates: once an intent model is champion, it with each of `retrievers` and the keyword
+    baseline; then a candidate for every registry version (LLM ones only online). The champion intent model with the first
     retriever comes first: on a fresh registry the first candidate evaluated becomes the champion."""
     champion_model = model_alias_version(client, INTENT_MODEL, CHAMPION)
-    compared = [
-        Candidate(parser_kind="offline", parser_version=champion_model, retriever=preset)
-        for preset in (retrievers if champion_model is not None else ())
-    ]
-    if keyword_baseline:
-        compared.append(baseline_candidate())
+    compared: list[Candidate] = []
+    if champion_model is not None:  # before a trained model there is nothing to compare (nor run on)
+        compared = [
+            Candidate(parser_kind="offline", parser_version=champion_model, retriever=r) for r in retrievers
+        ]
+        compared += [baseline_candidate()] if keyword_baseline else []
     versions = registry_versions(client, [PARSER_PROMPT, AGENT_PROMPT, STORY_PROMPT], [INTENT_MODEL])
     proposed = [*compared, *(candidate_for(v, client) for v in versions)]
     usable = [c for c in proposed if c is not None and not c.skip_reason(online)]
