@@ -6,27 +6,14 @@ import dagster as dg
 import polars as pl
 
 from assets.ui_metadata import preview
-from models.assistant.assistant import build_assistant
 from models.assistant.replay import replay, run_summary, sample_conversations
 from models.assistant.retrieval import CatalogIndex
-from models.candidates import PARSER_PROMPT, STORY_PROMPT, Candidate, CandidateKeyError
+from models.lifecycle.build import build_assistant, resolve
 from models.llm import LLMUnavailable
-from models.prompts import PromptSpec, prompt_by_hash
-from models.registry import CONTENT_HASH_TAG
 from models.taxonomy import Taxonomy
 from orchestration.llm_resource import LLMGatewayResource
+from orchestration.partitions import CANDIDATES, partition_candidate
 from orchestration.resources import MLflowTracking
-
-# Keys are candidate keys ("intent-v3.hybrid.template"); the registry sensor adds them.
-CANDIDATES = dg.DynamicPartitionsDefinition(name="candidates")
-
-
-def partition_candidate(context: dg.AssetExecutionContext) -> Candidate:
-    """The candidate a `candidates` partition names; a key that names none fails the step, saying why."""
-    try:
-        return Candidate.from_key(context.partition_key)
-    except CandidateKeyError as err:
-        raise dg.Failure(str(err)) from err
 
 
 @dg.asset(
@@ -46,9 +33,8 @@ def partition_candidate(context: dg.AssetExecutionContext) -> Candidate:
 def assistant_runs(
     context: dg.AssetExecutionContext,
     golden_curated: pl.DataFrame,
-    catalog: pl.DataFrame,
+    retrieval_index: CatalogIndex,
     taxonomy: pl.DataFrame,
-    track_embeddings: pl.DataFrame,
     llm: LLMGatewayResource,
     mlflow: MLflowTracking,
 ) -> Iterator[dg.Output[pl.DataFrame]]:
@@ -62,21 +48,13 @@ def assistant_runs(
         )
         return
     tree = Taxonomy.from_table(taxonomy)
-    client = mlflow.client()  # also points MLflow at the tracking server the intent model loads from
-    prompts = candidate_prompts(client, candidate)
-    # A dense candidate reuses the asset's vectors; only tracks whose text changed since are embedded now.
-    index = CatalogIndex.build(catalog, tree, candidate.retriever_config, embeddings=track_embeddings)
+    try:
+        resolved = resolve(mlflow.client(), candidate)  # its registered model and prompts, from MLflow
+    except LookupError as err:
+        raise dg.Failure(str(err)) from err
     try:
         gateway = llm.get_gateway() if candidate.uses_llm else None
-        assistant = build_assistant(
-            candidate,
-            index,
-            tree,
-            gateway,
-            mlflow_client=client,
-            parser_prompt=prompts.get(PARSER_PROMPT),
-            story_prompt=prompts.get(STORY_PROMPT),
-        )
+        assistant = build_assistant(resolved, retrieval_index, tree, gateway)
     except LLMUnavailable as err:
         raise dg.Failure(str(err)) from err
     turns = golden_curated
@@ -94,6 +72,7 @@ def assistant_runs(
             "dagster/row_count": runs.height,
             **summary,
             **candidate.params(),
+            "prompt_hashes": dg.MetadataValue.json(resolved.describe()["prompt_hashes"]),
             "preview": preview(
                 runs.select(
                     "conversation_id", "turn_index", "text", "intent", "asked_clarification", "response"
@@ -101,28 +80,3 @@ def assistant_runs(
             ),
         },
     )
-
-
-def candidate_prompts(client, candidate: Candidate) -> dict[str, PromptSpec]:
-    """The prompt files a candidate's LLM components run, by prompt name."""
-    return {
-        name: _prompt_file(client, name, version)
-        for name, version in (
-            (PARSER_PROMPT, candidate.parser_version if candidate.parser_kind == "llm" else None),
-            (STORY_PROMPT, candidate.story_version),
-        )
-        if version is not None
-    }
-
-
-def _prompt_file(client, name: str, version: int) -> PromptSpec:
-    """The prompt file (default or variant) whose content is the registered version the key names."""
-    registered = client.get_prompt_version(name, version)
-    found = (registered.tags or {}).get(CONTENT_HASH_TAG) if registered else None
-    spec = prompt_by_hash(name, found) if found else None
-    if spec is None:
-        raise dg.Failure(
-            f"prompts:/{name}/{version} has content hash {found!r}, which no {name}*.yaml file has any more; "
-            "evaluate a candidate of a current file's version (materialize prompt_versions)"
-        )
-    return spec

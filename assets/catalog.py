@@ -9,8 +9,7 @@ import polars as pl
 from assets.ui_metadata import bar_chart, counts_table, preview, suite_result
 from checks.catalog_suite import validate_catalog
 from checks.quarantine_suite import validate_quarantine
-from models.catalog.sources import location_version
-from orchestration.resources import CatalogSource
+from models.catalog.sources import CatalogSourceSpec, location_version, read_catalog
 
 GROUP = "catalog"
 
@@ -29,7 +28,7 @@ with warnings.catch_warnings():
             )
         ]
     )
-    def catalog_file(catalog_source: CatalogSource) -> dg.ObserveResult:
+    def catalog_file(catalog_source: dg.ResourceParam[CatalogSourceSpec]) -> dg.ObserveResult:
         path, version = location_version(catalog_source.location)
         return dg.ObserveResult(
             data_version=dg.DataVersion(version), metadata={"file": dg.MetadataValue.path(path)}
@@ -50,9 +49,9 @@ with warnings.catch_warnings():
         ),
     },
 )
-def catalog_assets(context: dg.AssetExecutionContext, catalog_source: CatalogSource):
+def catalog_assets(context: dg.AssetExecutionContext, catalog_source: dg.ResourceParam[CatalogSourceSpec]):
     started = time.perf_counter()
-    read = catalog_source.read()
+    read = read_catalog(catalog_source)
     seconds = round(time.perf_counter() - started, 3)
     catalog, quarantine = read.kept, read.quarantined
     shared = {

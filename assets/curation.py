@@ -1,4 +1,4 @@
-"""Growing the curated golden set: the review queue of proposed conversations (models/golden/curation.py)."""
+"""Growing the curated golden set: the review queue of proposed conversations (models/feedback/curation.py)."""
 
 from datetime import date
 from pathlib import Path
@@ -8,9 +8,10 @@ import polars as pl
 
 from assets.feedback import MEMORYLESS, response_variants
 from assets.ui_metadata import counts_table, preview
+from models.assistant.retrieval import CatalogIndex
 from models.eval.judges import LLMResponseJudge, ResponseRulesGrader
+from models.feedback.curation import flag_turns, propose, review_file, write_review_file
 from models.feedback.preferences import synthetic_responses
-from models.golden.curation import flag_turns, propose, review_file, write_review_file
 from models.taxonomy import Taxonomy
 from orchestration.llm_resource import LLMGatewayResource
 from orchestration.resources import PlatformConfig
@@ -33,7 +34,7 @@ class CurationConfig(dg.Config):
         "grader vs the LLM response judge, when the gateway is configured) or the assistant nearly gets a "
         "turn (a borderline rating, or variants on both sides of acceptable). Written as a YAML review file "
         "named by its content hash under <SETLIST_HOME>/curation/; reviewers fill it in and "
-        "`python -m models.golden.curation accept <file>` moves accepted conversations into "
+        "`python -m models.feedback.curation accept <file>` moves accepted conversations into "
         "data/golden/curated/, recording Cohen's kappa when two reviewers labelled."
     ),
 )
@@ -44,12 +45,13 @@ def curation_queue(
     intent_training_set: pl.DataFrame,
     golden_curated: pl.DataFrame,
     catalog: pl.DataFrame,
+    retrieval_index: CatalogIndex,
     taxonomy: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
     tree = Taxonomy.from_table(taxonomy)
     judged = synthetic_responses(
         intent_training_set,
-        response_variants(catalog, tree),
+        response_variants(retrieval_index, tree),
         catalog,
         tree,
         config.conversations,

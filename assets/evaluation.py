@@ -8,24 +8,21 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.assistant import CANDIDATES, candidate_prompts, partition_candidate
 from assets.ui_metadata import preview
-from models.assistant.assistant import AssistantConfig, build_assistant
+from models.assistant.assistant import AssistantConfig
 from models.assistant.co_likes import CoLikes, cpcd_sessions
 from models.assistant.replay import sample_conversations
 from models.assistant.retrieval import CatalogIndex
-from models.candidates import PARSER_PROMPT, STORY_PROMPT, Candidate
 from models.eval.cpcd_protocol import PROTOCOL_KS
+from models.eval.cpcd_runs import BASELINE_CONFIG, RANK_DEPTH
 from models.eval.evaluate import (
     CPCD,
     CPCD_VOLATILE_COLUMNS,
     CURATED,
     EVAL_VERSION,
-    PRIMARY,
     TIMING_COLUMNS,
     evaluate_cpcd,
     evaluate_curated,
-    gate_on_golden_sets,
     judge_note_metrics,
     judge_notes,
 )
@@ -37,25 +34,21 @@ from models.eval.report import (
     hit_by_turn_figure,
     turn_matrix,
 )
-from models.eval.tracking import (
-    EXPERIMENTS,
-    EvalRun,
-    candidate_artifact,
-    champion_key,
-    fingerprint,
-    log_evaluation,
-    promote,
-    register_candidate,
-    run_url,
-    table_hash,
-)
-from models.golden.cpcd import BASELINE_CONFIG, RANK_DEPTH, cpcd_evaluation_turns, cpcd_preference_turns
+from models.eval.tracking import EXPERIMENTS, EvalRun, fingerprint, log_evaluation, run_url, table_hash
+from models.golden.cpcd import cpcd_evaluation_turns, cpcd_preference_turns
+from models.lifecycle.build import build_assistant, resolve
+from models.lifecycle.gate_policy import CURATED_PRIMARY, GUARDRAILS, current_evaluations, gate_evaluations
+from models.lifecycle.gate_policy import PRIMARY as PRIMARY_PARTS
+from models.lifecycle.promotion import apply_gate
+from models.lifecycle.registry import CANDIDATE_ARTIFACT, champion_key, register_candidate
 from models.llm import LLMUnavailable
 from models.taxonomy import Taxonomy
 from orchestration.llm_resource import LLMGatewayResource
-from orchestration.resources import MLflowTracking, PlatformConfig
+from orchestration.partitions import CANDIDATES, partition_candidate
+from orchestration.resources import EvalReports, MLflowTracking, PlatformConfig
 
 GROUP = "evaluation"
+PRIMARY = CURATED_PRIMARY.column  # the gate's curated primary per turn: what the report and metadata show
 BASELINE_RUN = "bm25-baseline"
 REPORT_EXPERIMENT = "eval-report"
 # The CPCD replay ranks RANK_DEPTH tracks a turn (the protocol scores 100 after seeds go) and tells no
@@ -83,12 +76,6 @@ DECISION_SCHEMA = pl.Schema(
         "evidence": pl.String,  # GateDecision markdown
     }
 )
-
-
-class EvalReports(dg.ConfigurableResource):
-    """Where the HTML evaluation report is written (`<SETLIST_HOME>/reports` by default)."""
-
-    directory: str
 
 
 def _data_version(context: dg.AssetExecutionContext, key: str) -> str:
@@ -142,10 +129,11 @@ def bm25_baseline(
     context: dg.AssetExecutionContext,
     golden_cpcd: pl.DataFrame,
     cpcd_corpus: pl.DataFrame,
+    cpcd_index: CatalogIndex,
     mlflow: MLflowTracking,
 ) -> dg.Output[pl.DataFrame]:
     version = _data_version(context, "golden_cpcd")
-    index = CatalogIndex.build(cpcd_corpus, config=BASELINE_CONFIG)
+    index = cpcd_index.reconfigured(BASELINE_CONFIG)
     evaluation = evaluate_cpcd(golden_cpcd, cpcd_corpus, index, BASELINE_RUN, version)
     run = log_evaluation(
         mlflow.client(),
@@ -200,6 +188,7 @@ def candidate_evaluation(
     golden_curated: pl.DataFrame,
     golden_cpcd: pl.DataFrame,
     cpcd_corpus: pl.DataFrame,
+    cpcd_index: CatalogIndex,
     catalog: pl.DataFrame,
     taxonomy: pl.DataFrame,
     judge_calibration: pl.DataFrame,
@@ -219,23 +208,18 @@ def candidate_evaluation(
     )
     curated = evaluate_curated(assistant_runs, replayed, catalog, tree)
     client = mlflow.client()
-    index = CatalogIndex.build(cpcd_corpus, tree, candidate.retriever_config)
+    config = candidate.retriever_config
+    # The CPCD corpus has no embeddings asset: a dense candidate embeds it here (assets/retrieval.py says why).
+    index = (
+        CatalogIndex.build(cpcd_corpus, config=config) if config.embedder else cpcd_index.reconfigured(config)
+    )
     co_likes = CoLikes.from_sessions(cpcd_sessions(cpcd_preference_turns(golden_cpcd)))
     try:
         gateway = llm.get_gateway() if candidate.uses_llm else None
-        prompts = candidate_prompts(client, candidate)
         assistant = build_assistant(
-            candidate,
-            index,
-            tree,
-            gateway,
-            client,
-            CPCD_ASSISTANT,
-            parser_prompt=prompts.get(PARSER_PROMPT),
-            story_prompt=prompts.get(STORY_PROMPT),
-            co_likes=co_likes,
+            resolve(client, candidate), index, tree, gateway, CPCD_ASSISTANT, co_likes
         )
-    except LLMUnavailable as err:
+    except (LLMUnavailable, LookupError) as err:
         raise dg.Failure(str(err)) from err
     # An LLM candidate replays the same-sized seeded sample of CPCD conversations as of the curated ones.
     cpcd_turns = cpcd_evaluation_turns(golden_cpcd)
@@ -289,13 +273,13 @@ def candidate_evaluation(
             params=params,
             metrics=evaluation.metrics | (judge_note_metrics(notes) if golden_set == CURATED else {}),
             results=evaluation.results,
-            artifacts={"candidate.json": candidate_artifact(candidate), **figures[golden_set]},
+            artifacts={CANDIDATE_ARTIFACT: candidate.artifact(), **figures[golden_set]},
             tags={"setlist.candidate": candidate.key},
         )
         for golden_set, evaluation in ((CURATED, curated), (CPCD, cpcd))
     }
     with mlflow.registry_lock():  # a concurrent run must not register the same candidate twice
-        registered = register_candidate(client, candidate, runs[CURATED].run_id)
+        registered = register_candidate(client, candidate.key, runs[CURATED].run_id)
     m, r = curated.metrics, cpcd.metrics
     table = pl.concat([curated.results, cpcd.results], how="diagonal_relaxed")
     return dg.Output(
@@ -369,27 +353,18 @@ def _by_candidate(loaded: Evaluations) -> dict[str, pl.DataFrame]:
     return {frame["candidate"][0]: frame for frame in frames}
 
 
-def _current(evaluations: dict[str, pl.DataFrame], golden_curated: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Evaluations on the current curated golden version; older ones cannot be paired turn by turn."""
-    version = golden_curated["version"][0]
-    return {
-        key: frame
-        for key, frame in sorted(evaluations.items())
-        if frame.filter((pl.col("golden_set") == CURATED) & (pl.col("golden_version") == version)).height
-    }
-
-
 @dg.asset(
     group_name=GROUP,
     kinds={"polars", "mlflow"},
     ins={"candidate_evaluation": ALL_EVALUATIONS},
     description=(
-        "Every challenger against the champion (setlist-assistant@champion), jointly: the primary is 1/2 "
-        f"{PRIMARY} per curated turn + 1/2 hit@10 per CPCD evaluation turn (a stratified paired bootstrap by "
-        "conversation), Holm over the challengers; guardrails are non-inferiority tests with margins from a "
-        "power analysis (each golden set's primary, groundedness, safety, latency per turn, cost). Each decision "
-        "is promote, keep or inconclusive and logs its minimum detectable effect. At most one challenger, the "
-        "best promotable, is promoted; its lift is reported corrected for that selection."
+        "Every challenger against the champion (setlist-assistant@champion), jointly: the primary is "
+        f"{' + '.join(f'{w:g} {m.name}@{m.golden_set}' for m, w in PRIMARY_PARTS)} per turn (a stratified "
+        "paired bootstrap by conversation), Holm over the challengers; guardrails are non-inferiority tests with "
+        "margins from a power analysis (each golden set's primary, "
+        f"{', '.join(rule.measure.name for rule in GUARDRAILS)}). Each decision is promote, keep or inconclusive "
+        "and logs its minimum detectable effect. At most one challenger, the best promotable, is promoted "
+        "(@champion; the runner-up gets @challenger); its lift is reported corrected for that selection."
     ),
 )
 def champion_gate(
@@ -399,22 +374,16 @@ def champion_gate(
     mlflow: MLflowTracking,
 ) -> dg.Output[pl.DataFrame]:
     client = mlflow.client()
-    loaded = _by_candidate(candidate_evaluation)
-    evaluations = _current(loaded, golden_curated)
-    stale = sorted(set(loaded) - set(evaluations))
     champion = champion_key(client)
-    curated = {k: f.filter(pl.col("golden_set") == CURATED) for k, f in evaluations.items()}
-    cpcd, cpcd_note = _cpcd_results(evaluations, champion)
-    report = (
-        gate_on_golden_sets(champion, curated, cpcd, seed=platform.seed)
-        if champion in curated and len(curated) > 1
-        else None
+    gated = gate_evaluations(
+        champion, _by_candidate(candidate_evaluation), golden_curated["version"][0], platform.seed
     )
+    report = gated.report
     decisions = report.decisions if report else {}
     best = report.promoted if report else None
     with mlflow.registry_lock():
-        moved = promote(client, Candidate.from_key(best)) if best else []
-    if champion not in curated:
+        moved = apply_gate(client, champion, report) if report else []
+    if champion not in gated.evaluated:
         summary = (
             f"keep — the champion ({champion or 'none registered'}) has no evaluation on this golden version"
         )
@@ -453,15 +422,15 @@ def champion_gate(
         pl.DataFrame(rows, schema=DECISION_SCHEMA),
         metadata={
             "dagster/row_count": len(rows),
-            "candidates_evaluated": len(evaluations),
+            "candidates_evaluated": len(gated.evaluated),
             "promoted": int(best is not None),
             "decision": summary,
             "rule": report.rule if report else "no challenger gated",
-            "primary_sets": cpcd_note,
+            "primary_sets": gated.primary_sets,
             "champion_before": champion or "none",
             "champion_after": best or champion or "none",
             "aliases_moved": dg.MetadataValue.json(moved),
-            "stale_evaluations_skipped": ", ".join(stale) or "none",
+            "stale_evaluations_skipped": ", ".join(gated.stale) or "none",
             **(
                 {
                     "promoted_lift": dg.MetadataValue.json(
@@ -473,26 +442,6 @@ def champion_gate(
             ),
             **{f"gate: {key}": dg.MetadataValue.md(d.to_markdown()) for key, d in decisions.items()},
         },
-    )
-
-
-def _cpcd_results(
-    evaluations: dict[str, pl.DataFrame], champion: str | None
-) -> tuple[dict[str, pl.DataFrame] | None, str]:
-    """Per-turn CPCD results of every candidate on the champion's CPCD version, or None (curated only)."""
-    frames = {k: f.filter(pl.col("golden_set") == CPCD) for k, f in evaluations.items()}
-    if champion not in frames or frames[champion].is_empty():
-        return None, "golden_curated only: the champion has no golden_cpcd results"
-    version = frames[champion]["golden_version"][0]
-    lacking = sorted(k for k, f in frames.items() if f.filter(pl.col("golden_version") == version).is_empty())
-    if lacking:
-        return (
-            None,
-            f"golden_curated only: {', '.join(lacking)} lack golden_cpcd results on version {version}",
-        )
-    return (
-        {k: f.filter(pl.col("golden_version") == version) for k, f in frames.items()},
-        f"golden_curated and golden_cpcd (version {version})",
     )
 
 
@@ -520,7 +469,7 @@ def eval_report(
 ) -> dg.MaterializeResult:
     client = mlflow.client()
     champion = champion_key(client)
-    evaluations = _current(_by_candidate(candidate_evaluation), golden_curated)
+    evaluations = current_evaluations(_by_candidate(candidate_evaluation), golden_curated["version"][0])
     evidence = "\n\n".join(f"## {c}\n{e}" for c, e in champion_gate.select("challenger", "evidence").rows())
     report = eval_report_html(
         evaluations,

@@ -15,13 +15,10 @@ from checks.preference_suite import (
     length_bias,
     validate_preference_pairs,
 )
-from models.assistant.assistant import Assistant, build_assistant
-from models.assistant.keyword_parser import KeywordParser
+from models.assistant.assistant import Assistant
 from models.assistant.retrieval import CatalogIndex
-from models.candidates import RETRIEVER_PRESETS, Candidate
 from models.catalog.schema import empty_quarantine
 from models.eval.judges import LLMPairwiseJudge, ResponseRulesGrader
-from models.eval.tracking import champion_key
 from models.feedback.interactions import EVENTS, read_interaction_logs
 from models.feedback.online import (
     EXPERIMENT,
@@ -46,14 +43,17 @@ from models.feedback.preferences import (
 )
 from models.feedback.simulator import AssistantServer, ListenerPopulation, simulate
 from models.golden.cpcd import CPCD_PREFERENCE_SHARE, CPCD_SPLIT_SALT
+from models.lifecycle.build import Resolved, build_assistant, resolve, resolve_alias
+from models.lifecycle.candidates import baseline_candidate
+from models.lifecycle.registry import CHAMPION
 from models.llm import LLMUnavailable
 from models.taxonomy import Taxonomy
 from orchestration.llm_resource import LLMGatewayResource
 from orchestration.resources import MLflowTracking, PlatformConfig
 
 GROUP = "feedback"
-STAND_IN = f"{KeywordParser.version}.hybrid.template"  # what serves before any champion exists
-MEMORYLESS = f"{STAND_IN}.no-memory"  # the same assistant answering each turn without the conversation
+BASELINE = baseline_candidate()  # the keyword parser with hybrid retrieval: no model, no LLM
+MEMORYLESS = f"{BASELINE.key}.no-memory"  # the same assistant answering each turn without the conversation
 
 
 class SimulationConfig(dg.Config):
@@ -87,6 +87,7 @@ def interaction_logs_assets(
     mlflow: MLflowTracking,
     llm: LLMGatewayResource,
     catalog: pl.DataFrame,
+    retrieval_index: CatalogIndex,
     taxonomy: pl.DataFrame,
 ):
     metadata: dict[str, object] = {}
@@ -101,7 +102,7 @@ def interaction_logs_assets(
         metadata |= {"source": dg.MetadataValue.path(read.source), "rows_read": read.rows_read}
     else:
         tree = Taxonomy.from_table(taxonomy)
-        server = _deployed_server(mlflow.client(), llm, catalog, tree)
+        server, fallback = _deployed_server(mlflow.client(), llm, retrieval_index, tree)
         population = ListenerPopulation.sample(tree, catalog, config.listeners, platform.seed)
         run = simulate(population, server, sessions_per_listener=config.sessions_per_listener)
         events, quarantined = run.events, empty_quarantine()
@@ -110,6 +111,7 @@ def interaction_logs_assets(
         metadata |= {
             "source": "simulated",
             "served_by": server.variant,
+            "served_note": fallback or "setlist-assistant@champion",
             "listeners": config.listeners,
             "taste_nodes": len(population.nodes),
             "offline_online_spearman": round(correlation.spearman, 3),
@@ -151,23 +153,13 @@ def interaction_logs_assets(
 
 
 def _deployed_server(
-    client: MlflowClient, llm: LLMGatewayResource, catalog: pl.DataFrame, tree: Taxonomy
-) -> AssistantServer:
-    """The champion candidate, as `setlist chat` serves it; the keyword-parser stand-in before one exists
-    or when the champion needs an LLM that is not configured."""
-    key = champion_key(client)
-    if key is not None:
-        candidate = Candidate.from_key(key)
-        try:
-            gateway = llm.get_gateway() if candidate.uses_llm else None
-            index = CatalogIndex.build(catalog, tree, candidate.retriever_config)
-            return AssistantServer(
-                key, build_assistant(candidate, index, tree, gateway, mlflow_client=client)
-            )
-        except LLMUnavailable:
-            pass
-    index = CatalogIndex.build(catalog, tree, RETRIEVER_PRESETS["hybrid"])
-    return AssistantServer(STAND_IN, Assistant(KeywordParser(tree), index, tree))
+    client: MlflowClient, llm: LLMGatewayResource, index: CatalogIndex, tree: Taxonomy
+) -> tuple[AssistantServer, str | None]:
+    """What `setlist chat` serves: setlist-assistant@champion, or the lifecycle's fallback (and why)."""
+    resolved = resolve_alias(client, CHAMPION, online=llm.base_url is not None)
+    gateway = llm.get_gateway() if resolved.candidate.uses_llm else None
+    assistant = build_assistant(resolved, index, tree, gateway)
+    return AssistantServer(resolved.candidate.key, assistant), resolved.note
 
 
 class PreferencePairsConfig(dg.Config):
@@ -197,12 +189,13 @@ def preference_pairs(
     intent_training_set: pl.DataFrame,
     interaction_logs: pl.DataFrame,
     catalog: pl.DataFrame,
+    retrieval_index: CatalogIndex,
     taxonomy: pl.DataFrame,
 ) -> dg.Output[pl.DataFrame]:
     tree = Taxonomy.from_table(taxonomy)
     judged = synthetic_responses(
         intent_training_set,
-        response_variants(catalog, tree),
+        response_variants(retrieval_index, tree),
         catalog,
         tree,
         config.judge_conversations,
@@ -246,18 +239,14 @@ def preference_pairs(
     )
 
 
-def response_variants(catalog: pl.DataFrame, tree: Taxonomy) -> dict[str, Assistant]:
+def response_variants(index: CatalogIndex, tree: Taxonomy) -> dict[str, Assistant]:
     """Variants whose answers differ for a reason: retrieval (hybrid vs BM25) and context (the memoryless
     replay forgets earlier turns). The keyword parser keeps the pairs independent of any trained model."""
-    parser = KeywordParser(tree)
-    index = CatalogIndex.build(catalog, tree, RETRIEVER_PRESETS["hybrid"])
     variants = {
-        f"{parser.version}.{preset}.template": Assistant(
-            parser, index.reconfigured(RETRIEVER_PRESETS[preset]), tree
-        )
-        for preset in ("hybrid", "bm25")
+        candidate.key: build_assistant(Resolved(candidate), index, tree)
+        for candidate in (BASELINE, baseline_candidate("bm25"))
     }
-    return {**variants, MEMORYLESS: variants[f"{parser.version}.hybrid.template"]}
+    return {**variants, MEMORYLESS: variants[BASELINE.key]}
 
 
 def _without_evaluation_items(
@@ -332,6 +321,7 @@ def online_experiment(
     mlflow: MLflowTracking,
     llm: LLMGatewayResource,
     catalog: pl.DataFrame,
+    retrieval_index: CatalogIndex,
     taxonomy: pl.DataFrame,
 ):
     client = mlflow.client()
@@ -349,21 +339,13 @@ def online_experiment(
             )
             return
     tree = Taxonomy.from_table(taxonomy)
-    shared = CatalogIndex.build(catalog, tree, arms.control.retriever_config)
     servers = []
     for candidate in (arms.control, arms.treatment):
         try:
             gateway = llm.get_gateway() if candidate.uses_llm else None
-            try:
-                index = shared.reconfigured(candidate.retriever_config)
-            except ValueError:  # the arms differ in what an index is built with: build the other one
-                index = CatalogIndex.build(catalog, tree, candidate.retriever_config)
-            servers.append(
-                AssistantServer(
-                    candidate.key, build_assistant(candidate, index, tree, gateway, mlflow_client=client)
-                )
-            )
-        except LLMUnavailable as err:
+            assistant = build_assistant(resolve(client, candidate), retrieval_index, tree, gateway)
+            servers.append(AssistantServer(candidate.key, assistant))
+        except (LLMUnavailable, LookupError) as err:
             raise dg.Failure(str(err)) from err
     population = ListenerPopulation.sample(tree, catalog, config.listeners, platform.seed)
     result = run_online_experiment(

@@ -9,7 +9,6 @@ stale when that partition is rematerialized, and the IO manager loads just that 
 import dagster as dg
 import polars as pl
 
-from assets.synthetic import partition_key
 from assets.ui_metadata import counts_table, preview
 from models.intent.classifier import IntentHyperparameters
 from models.intent.tracking import EXPERIMENT, RegisteredIntentModel, find_registered, log_and_register
@@ -25,6 +24,7 @@ from models.intent.training import (
 )
 from models.synthetic.grammar import VERSION as GRAMMAR_VERSION
 from models.taxonomy import Taxonomy
+from orchestration.partitions import synthetic_partition_key
 from orchestration.resources import MLflowTracking, PlatformConfig
 
 GROUP = "intent"
@@ -46,7 +46,7 @@ INTENT_MODEL_SCHEMA = pl.Schema(
 def build_intent_assets(
     training_partition: str | None = None,
 ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
-    partition = training_partition or partition_key("grammar", GRAMMAR_VERSION)
+    partition = training_partition or synthetic_partition_key("grammar", GRAMMAR_VERSION)
 
     @dg.asset(
         group_name=GROUP,

@@ -8,8 +8,8 @@ import polars as pl
 
 from assets.ui_metadata import preview
 from models.file_versions import files_version
+from models.lifecycle.registry import sync_prompt
 from models.prompts import prompt_names, prompt_specs
-from models.registry import sync_prompt
 from orchestration.resources import MLflowTracking
 
 GROUP = "registry"

@@ -18,17 +18,10 @@ from models.synthetic.rejects import rejects_to_frame
 from models.synthetic.stats import distinct_n, intent_shares, taxonomy_coverage
 from models.taxonomy import Taxonomy
 from orchestration.llm_resource import LLMGatewayResource, batch_stats_metadata
+from orchestration.partitions import SYNTHETIC_GENERATORS, synthetic_partition_key
 from orchestration.resources import PlatformConfig
 
 GROUP = "synthetic"
-# Keys are "<generator>-<version>" ("grammar-v1", "llm-3f2a9c1b0d4e"): versions coexist side by side and
-# new ones are added as they appear, which a static or multi-dimensional partitioning cannot express
-# without listing every version up front.
-SYNTHETIC_PARTITIONS = dg.DynamicPartitionsDefinition(name="synthetic_generator")
-
-
-def partition_key(generator: str, version: str) -> str:
-    return f"{generator}-{version}"
 
 
 def _generator(
@@ -50,14 +43,14 @@ def _generator(
     if generator.version != version:
         raise dg.Failure(
             f"partition {key} asks for {name} version {version}, but the code is at {generator.version}: "
-            f"add partition {partition_key(name, generator.version)} instead (old versions stay as they are)."
+            f"add partition {synthetic_partition_key(name, generator.version)} instead (old versions stay as they are)."
         )
     return generator
 
 
 @dg.multi_asset(
     group_name=GROUP,
-    partitions_def=SYNTHETIC_PARTITIONS,
+    partitions_def=SYNTHETIC_GENERATORS,
     outs={
         "synthetic_conversations": dg.AssetOut(
             kinds={"polars", "openai"},
@@ -144,7 +137,7 @@ def synthetic_assets(
     # The rules are those of training data (e.g. every intent 2-40% of turns): they block only the partition
     # the intent model trains on; another one (a 20-conversation LLM sample) is warned about, not failed.
     trains = context.partition_key == (
-        platform.intent_training_partition or partition_key("grammar", GRAMMAR_VERSION)
+        platform.intent_training_partition or synthetic_partition_key("grammar", GRAMMAR_VERSION)
     )
     severity = dg.AssetCheckSeverity.ERROR if trains else dg.AssetCheckSeverity.WARN
     checked = suite_result(

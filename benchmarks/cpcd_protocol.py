@@ -32,20 +32,12 @@ from models.assistant.keyword_parser import KeywordParser
 from models.assistant.offline_parser import OfflineParser
 from models.assistant.replay import replay
 from models.assistant.retrieval import CatalogIndex
+from models.assistant.retrieval_config import RETRIEVER_PRESETS
 from models.assistant.state import TOPIC_DECAY
-from models.candidates import RETRIEVER_PRESETS
 from models.catalog.sources import CatalogSourceSpec, read_catalog
+from models.eval.cpcd_runs import BASELINE_CONFIG, RANK_DEPTH, run_assistant, run_retriever
 from models.eval.evaluate import evaluate_curated
-from models.golden.cpcd import (
-    BASELINE_CONFIG,
-    RANK_DEPTH,
-    CpcdGolden,
-    cpcd_evaluation_turns,
-    cpcd_preference_turns,
-    import_cpcd,
-    run_assistant,
-    run_retriever,
-)
+from models.golden.cpcd import CpcdGolden, cpcd_evaluation_turns, cpcd_preference_turns, import_cpcd
 from models.golden.curated import load_curated_set
 from models.intent.pyfunc import predictions_frame
 from models.intent.training import split_by_conversation, train

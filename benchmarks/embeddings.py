@@ -84,7 +84,7 @@ def assistant_latency(catalog: pl.DataFrame, taxonomy, vectors: pl.DataFrame) ->
     from models.assistant.assistant import Assistant, Session
     from models.assistant.keyword_parser import KeywordParser
     from models.assistant.retrieval import CatalogIndex
-    from models.candidates import RETRIEVER_PRESETS
+    from models.assistant.retrieval_config import RETRIEVER_PRESETS
 
     rows = []
     for preset in ("hybrid", "dense"):
@@ -123,7 +123,7 @@ def assistant_latency(catalog: pl.DataFrame, taxonomy, vectors: pl.DataFrame) ->
 
 
 def cpcd_retrieval() -> list[dict[str, object]]:
-    from models.candidates import RETRIEVER_PRESETS
+    from models.assistant.retrieval_config import RETRIEVER_PRESETS
     from models.eval.evaluate import evaluate_cpcd
     from models.golden.cpcd import import_cpcd
 

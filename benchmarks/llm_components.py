@@ -20,6 +20,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 from mlflow import MlflowClient
@@ -34,7 +35,6 @@ from models.eval.evaluate import _TrackFacts  # the product's grading of a shown
 from models.eval.judges import ResponseItem, ResponseRulesGrader
 from models.eval.metrics import intent_report, slot_report
 from models.golden.curated import ShownTrack, load_curated_set
-from models.intent.slots import slot_pairs
 from models.intent.training import split_by_conversation, train
 from models.labels import Constraint, Intent, Slots, conversations_to_frame
 from models.llm import LLMGateway
@@ -73,7 +73,7 @@ def parse_figures(
 ) -> dict[str, float]:
     report = intent_report(gold["intent"].to_list(), intents, labels=INTENTS)
     slot = slot_report(
-        [slot_pairs(Slots.model_validate_json(s)) for s in gold["slots"]], [slot_pairs(s) for s in slots]
+        [Slots.model_validate_json(s).pairs() for s in gold["slots"]], [s.pairs() for s in slots]
     )
     return {
         "intent_macro_f1": report.macro_f1,
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"task": row.task, "system": row.system, "n": row.n, **row.figures}), flush=True)
 
     def versions(name: str) -> list:
-        return [p for p in prompt_specs(name) if not args.versions or p.path.name in args.versions]
+        return [p for p in prompt_specs(name) if not args.versions or Path(p.source).name in args.versions]
 
     # Parsing: each parser prompt version, then the trained classifier, on the same turns.
     turns, histories = sample_turns(curated, args.turns, args.seed)
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             "prompt_tokens": usage["prompt_tokens"],
             "completion_tokens": usage["completion_tokens"],
         }
-        record(Row("parse", prompt.path.name, turns.height, figures))
+        record(Row("parse", Path(prompt.source).name, turns.height, figures))
         print(
             json.dumps({"failure_reasons": dict(Counter(p.failure for p in parsed if p.failure))}), flush=True
         )
@@ -221,10 +221,11 @@ def main(argv: list[str] | None = None) -> None:
             "prompt_tokens": usage["prompt_tokens"],
             "completion_tokens": usage["completion_tokens"],
         }
-        record(Row("story", prompt.path.name, len(items), figures))
+        record(Row("story", Path(prompt.source).name, len(items), figures))
         print(
             json.dumps(
-                {"prompt": prompt.path.name, "examples": [s.text for s in told[:3]]}, ensure_ascii=False
+                {"prompt": Path(prompt.source).name, "examples": [s.text for s in told[:3]]},
+                ensure_ascii=False,
             )
         )
     gateway.close()

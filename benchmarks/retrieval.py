@@ -99,12 +99,14 @@ def run_size(size: int) -> dict[str, float]:
 
 def run_cpcd() -> list[dict[str, object]]:
     """The BM25 baseline under the public CPCD protocol (models/eval/cpcd_protocol.py), the whole file."""
+    from models.assistant.retrieval import CatalogIndex
     from models.eval.cpcd_protocol import PROTOCOL_KS
-    from models.golden.cpcd import import_cpcd, run_bm25_baseline
+    from models.eval.cpcd_runs import run_bm25_baseline
+    from models.golden.cpcd import import_cpcd
 
     golden = import_cpcd(CPCD)
     start = time.perf_counter()
-    report = run_bm25_baseline(golden).report
+    report = run_bm25_baseline(CatalogIndex.build(golden.corpus), golden.turns, golden.corpus).report
     elapsed = time.perf_counter() - start
     return [
         {

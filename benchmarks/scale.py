@@ -152,10 +152,8 @@ def plain_steps(scope: str) -> Iterator[tuple[str, Callable[[dict[str, Any]], ob
     from checks.quarantine_suite import validate_quarantine
     from checks.synthetic_suite import validate_synthetic
     from checks.taxonomy_suite import validate_taxonomy
-    from models.assistant.assistant import build_assistant
     from models.assistant.replay import replay
     from models.assistant.retrieval import CatalogIndex
-    from models.candidates import Candidate
     from models.catalog.sources import CatalogSourceSpec, read_catalog
     from models.eval.calibration import EXPERIMENT, calibrate_judges, golden_tasks, log_calibration
     from models.golden.cpcd import cpcd_evaluation_turns, import_cpcd
@@ -163,8 +161,10 @@ def plain_steps(scope: str) -> Iterator[tuple[str, Callable[[dict[str, Any]], ob
     from models.intent import tracking, training
     from models.intent.classifier import IntentHyperparameters
     from models.labels import conversations_to_frame
+    from models.lifecycle.build import build_assistant, resolve
+    from models.lifecycle.candidates import Candidate
+    from models.lifecycle.registry import sync_prompt
     from models.prompts import load_prompt, prompt_names
-    from models.registry import sync_prompt
     from models.synthetic.grammar import GrammarGenerator
     from models.synthetic.postprocess import postprocess
     from models.taxonomy import Taxonomy, assess_taxonomy, design_taxonomy, load_curated
@@ -245,7 +245,7 @@ def plain_steps(scope: str) -> Iterator[tuple[str, Callable[[dict[str, Any]], ob
     def assistant(s: dict[str, Any]) -> None:
         candidate = Candidate(parser_kind="offline", parser_version=s["model"].version)
         index = CatalogIndex.build(s["read"].kept, s["tree"], candidate.retriever_config)
-        bot = build_assistant(candidate, index, s["tree"], None, mlflow_client=mlflow_client())
+        bot = build_assistant(resolve(mlflow_client(), candidate), index, s["tree"])
         replay(bot, s["golden"].turns, candidate.key, lockstep=False)
 
     node_ids = lambda s: set(s["taxonomy"]["node_id"])  # noqa: E731

@@ -13,15 +13,21 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from models.catalog.schema import CATALOG_SCHEMA, QUARANTINE_SCHEMA, empty_catalog, empty_quarantine
+from models.catalog.schema import (
+    CATALOG_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RAW_PREVIEW_CHARS,
+    STAGED_SCHEMA,
+    StagedRows,
+    empty_catalog,
+    empty_quarantine,
+)
 
 # The longest MTG-Jamendo track is 69 min; 4 h still admits DJ mixes and long ambient pieces while catching
 # the usual unit error (a 4-minute track given in milliseconds reads as 67 h).
 MAX_DURATION_S = 4 * 60 * 60.0
 # Tag, id and path fields are tens of bytes; a field of kilobytes is a broken quote or a pasted blob.
 MAX_FIELD_BYTES = 4096
-# Enough of a bad row to recognise it in the UI without storing blobs in the quarantine table.
-RAW_PREVIEW_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -91,18 +97,6 @@ class CatalogSourceError(ValueError):
         super().__init__(f"{where}: {rule}: {detail}")
 
 
-# What every adapter hands to `apply_row_rules`: `duration_raw` stays text so that one shared rule decides
-# what a bad duration is; `rule`/`detail` are pre-filled where the adapter already rejected the row.
-STAGED_SCHEMA = pl.Schema(
-    {
-        "line_no": pl.Int64,
-        "raw": pl.String,
-        "rule": pl.String,
-        "detail": pl.String,
-        **{name: dtype for name, dtype in CATALOG_SCHEMA.items() if name != "duration_s"},
-        "duration_raw": pl.String,
-    }
-)
 TEXT_FIELDS = ("track_id", "artist_id", "album_id", "title", "album", "duration_raw")
 LIST_FIELDS = ("artists", "genres", "instruments", "moods")
 # C0 (with tab and line breaks: a parsed field never needs them), DEL and C1.
@@ -110,12 +104,6 @@ CONTROL_CHARACTERS = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))]
 _CONTROL_NAMES = {c: f"U+{ord(c):04X}" for c in CONTROL_CHARACTERS}
 # How `raw` shows them (as bad bytes are shown: backslash-escaped); a tab stays, it separates TSV fields.
 _RAW_ESCAPES = {c: f"\\x{ord(c):02x}" for c in CONTROL_CHARACTERS if c != "\t"}
-
-
-@dataclass(frozen=True)
-class StagedRows:
-    frame: pl.DataFrame  # STAGED_SCHEMA
-    repeats_merged: int = 0  # identical records folded into one row before staging (CPCD)
 
 
 def _on_field(name: str, check: Callable[[pl.Expr], pl.Expr], pick: str = "any") -> pl.Expr:

@@ -107,6 +107,18 @@ class Slots(_Strict):
     def all_nodes(self) -> list[str]:
         return [*(n for facet in FACETS for n in getattr(self, facet)), *self.excluded]
 
+    def pairs(self) -> set[tuple[str, str]]:
+        """(slot name, value) pairs: the unit slot precision and recall count (`models.eval.metrics.slot_report`)."""
+        pairs = {(facet, node) for facet, nodes in self.nodes().items() for node in nodes}
+        pairs |= {("excluded", node) for node in self.excluded}
+        if self.duration is not None:
+            pairs |= {
+                (f"duration.{k}", f"{v:g}") for k, v in self.duration.model_dump().items() if v is not None
+            }
+        pairs |= {("track_ref", str(ref.index)) for ref in self.track_refs}
+        pairs |= {("artist", artist.casefold()) for artist in self.artists}
+        return pairs
+
 
 def _known_nodes(values: list[str], info: ValidationInfo) -> list[str]:
     taxonomy = (info.context or {}).get("taxonomy")

@@ -1,25 +1,26 @@
-"""Which assistant `setlist chat` talks to, over the catalog materialized in the Setlist home.
+"""Which assistant `setlist chat` talks to: what MLflow serves under an alias, built by the lifecycle.
 
-`--candidate <key>` builds that candidate. Otherwise the champion: the candidate tagged on
-`models:/setlist-assistant@champion` (what the champion gate promotes); before any evaluation, the intent
-model version holding `setlist-intent@champion` with hybrid retrieval and template stories. Without
-either (a fresh home) it falls back to the keyword parser, and says so.
+`--candidate <key>` builds that candidate; otherwise `models:/setlist-assistant@<alias>` (champion by default)
+is resolved through MLflow at start (`models.lifecycle.build.resolve_alias`, with its one fallback), so moving
+the alias, by the gate or by hand in the MLflow UI, changes what the next chat serves. The catalog comes as
+the `retrieval_index` asset through its IO manager, as every asset reads it, so chat works in any profile.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
-import polars as pl
 from mlflow import MlflowClient
 
-from models.assistant.assistant import Assistant, build_assistant
-from models.assistant.keyword_parser import KeywordParser
-from models.assistant.retrieval import CatalogIndex
-from models.candidates import INTENT_MODEL, Candidate, CandidateKeyError
-from models.eval.tracking import ASSISTANT_MODEL, champion_key
+from models.assistant.assistant import Assistant
+from models.assistant.retrieval import CatalogIndex, IndexFormatError
+from models.lifecycle.build import build_assistant, resolve, resolve_alias
+from models.lifecycle.candidates import Candidate, CandidateKeyError
 from models.llm import LLMGateway, LLMUnavailable
-from models.registry import CHAMPION, model_alias_version
 from models.taxonomy import load_curated
+from orchestration.local_state import ensure_mlflow_store
 from orchestration.settings import Settings
+
+RETRIEVAL_INDEX = "retrieval_index"
 
 
 class ChatSetupError(RuntimeError):
@@ -29,39 +30,44 @@ class ChatSetupError(RuntimeError):
 @dataclass(frozen=True)
 class LoadedAssistant:
     assistant: Assistant
+    served: dict[str, Any]  # what serves: candidate, registry URIs and versions (Resolved.describe)
     description: str  # what the listener is talking to, shown when the chat starts
 
 
-def load_chat_assistant(settings: Settings, candidate_key: str | None = None) -> LoadedAssistant:
-    catalog_file = settings.assets_dir / "catalog.parquet"
-    if not catalog_file.exists():
-        raise ChatSetupError(f"no materialized catalog at {catalog_file}; run `setlist run` first")
-    catalog = pl.read_parquet(catalog_file)
+def load_chat_assistant(
+    settings: Settings, candidate_key: str | None = None, alias: str = "champion"
+) -> LoadedAssistant:
+    index = load_retrieval_index(settings)
     taxonomy = load_curated(settings.taxonomy_file)
-    # Asking MLflow creates its database; a home without one has no champion to ask about.
-    has_mlflow = (settings.mlflow_dir / "mlflow.db").exists()
-    client = MlflowClient(settings.mlflow_tracking_uri) if has_mlflow or candidate_key else None
-
-    if candidate_key is None and client is not None:
-        version = model_alias_version(client, INTENT_MODEL, CHAMPION)
-        candidate_key = champion_key(client) or (
-            f"intent-v{version}.hybrid.template" if version is not None else None
-        )
-    if candidate_key is None:
-        index = CatalogIndex.build(catalog, taxonomy)
-        return LoadedAssistant(
-            Assistant(KeywordParser(taxonomy), index, taxonomy),
-            f"No champion in MLflow ({ASSISTANT_MODEL} or {INTENT_MODEL}@{CHAMPION}): falling back to the offline assistant "
-            f"(keyword parser, hybrid retrieval, template stories) over {catalog.height} catalog tracks.",
-        )
+    ensure_mlflow_store(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    online = settings.llm.base_url is not None
     try:
-        candidate = Candidate.from_key(candidate_key)
+        if candidate_key is None:
+            resolved = resolve_alias(client, alias, online)
+        else:
+            resolved = resolve(client, Candidate.from_key(candidate_key), requested=candidate_key)
+        candidate = resolved.candidate
         gateway = LLMGateway(settings.llm.model_copy(update={"cache_path": settings.llm_cache_path}))
-        vectors = settings.assets_dir / "track_embeddings.parquet"  # a dense candidate's precomputed vectors
-        dense = candidate.retriever_config.embedder is not None and vectors.exists()
-        embeddings = pl.read_parquet(vectors) if dense else None
-        index = CatalogIndex.build(catalog, taxonomy, candidate.retriever_config, embeddings=embeddings)
-        assistant = build_assistant(candidate, index, taxonomy, gateway, mlflow_client=client)
-    except (CandidateKeyError, LLMUnavailable, LookupError) as err:
+        assistant = build_assistant(resolved, index, taxonomy, gateway if candidate.uses_llm else None)
+    except (CandidateKeyError, LLMUnavailable, LookupError, ValueError) as err:
         raise ChatSetupError(str(err)) from err
-    return LoadedAssistant(assistant, f"Candidate {candidate.key} over {catalog.height} catalog tracks.")
+    served = resolved.describe()
+    components = ", ".join(f"{role} {uri}" for role, uri in served["components"].items())
+    via = f"{served['requested']} = {served['assistant']}: " if served["assistant"] else ""
+    lines = [f"Serving {via}{candidate.key} ({components}) over {len(index)} catalog tracks."]
+    if resolved.note:
+        lines.insert(0, f"{resolved.note}.")
+    return LoadedAssistant(assistant, served, " ".join(lines))
+
+
+def load_retrieval_index(settings: Settings) -> CatalogIndex:
+    """The retrieval_index asset, read through the IO manager that stored it (a bucket in the gcp profile)."""
+    # Imported here: the code location loads every asset module, which chat needs only at this point.
+    from orchestration.definitions import build_definitions
+
+    try:
+        index = build_definitions(settings).load_asset_value(RETRIEVAL_INDEX)
+    except (OSError, IndexFormatError) as err:  # never materialized, or by other code
+        raise ChatSetupError(f"{RETRIEVAL_INDEX} cannot be loaded ({err}); run `setlist run` first") from err
+    return index

@@ -16,6 +16,7 @@ from datetime import timedelta
 import dagster as dg
 
 from models.catalog.sources import CatalogSourceError
+from orchestration.partitions import CANDIDATES, SYNTHETIC_GENERATORS
 from orchestration.registry_sensor import current_candidates
 from orchestration.settings import Settings
 from orchestration.stages import synthetic_partition_keys
@@ -53,13 +54,7 @@ def eager_over(partitioned: list[dg.AssetKey]) -> dg.AutomationCondition:
 
 
 def with_automation(assets: list[dg.AssetsDefinition], settings: Settings) -> list[dg.AssetsDefinition]:
-    candidates = [
-        key
-        for a in assets
-        if isinstance(a.partitions_def, dg.DynamicPartitionsDefinition)
-        and a.partitions_def.name == "candidates"
-        for key in a.keys
-    ]
+    candidates = [key for a in assets if a.partitions_def == CANDIDATES for key in a.keys]
     over_candidates = eager_over(candidates)
 
     def attach(spec: dg.AssetSpec) -> dg.AssetSpec:
@@ -125,7 +120,7 @@ def synthetic_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
         "setlist_synthetic",
         settings.schedules.synthetic_refresh,
         settings,
-        "synthetic_generator",
+        SYNTHETIC_GENERATORS.name,
         lambda: synthetic_partition_keys(settings),
     )
 
@@ -137,7 +132,7 @@ def nightly_evaluation_schedule(settings: Settings) -> dg.ScheduleDefinition:
         "setlist_candidates",
         settings.schedules.nightly_evaluation,
         settings,
-        "candidates",
+        CANDIDATES.name,
         lambda: [c.key for c in current_candidates(settings)],
     )
 

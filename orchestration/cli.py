@@ -465,13 +465,17 @@ def ui(
 @app.command()
 def chat(
     candidate: str | None = typer.Option(
-        None, help="A candidate key, e.g. intent-v3.hybrid.template (default: the champion)."
+        None, help="A candidate key, e.g. intent-v3.hybrid.template (default: what --alias names)."
+    ),
+    alias: str = typer.Option(
+        "champion", help="Serve models:/setlist-assistant@<alias> as MLflow holds it now (e.g. challenger)."
     ),
     json_lines: bool = typer.Option(
         False,
         "--json",
         help="Read turns from stdin, write one JSON object per line; a line may be an object with "
-        '"text", "like", "dislike", "liked_track_ids", "disliked_track_ids" (see models/assistant/chat.py).',
+        '"text", "like", "dislike", "liked_track_ids", "disliked_track_ids" (see models/assistant/chat.py). '
+        'Each answer carries "assistant": the candidate and registry URIs and versions serving it.',
     ),
     debug: bool = typer.Option(False, help="Print the dialogue state after each turn."),
 ) -> None:
@@ -484,8 +488,9 @@ def chat(
 
     settings = _settings()
     errors = Console(stderr=True)
+    logging.getLogger("dagster").setLevel(logging.WARNING)  # the index loads through Dagster: no debug lines
     try:
-        loaded = load_chat_assistant(settings, candidate)
+        loaded = load_chat_assistant(settings, candidate, alias)
     except ChatSetupError as err:
         errors.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
@@ -494,7 +499,7 @@ def chat(
     if json_lines:
         for line in sys.stdin:
             if line.strip():
-                answer = json_turn(loaded.assistant, session, line)
+                answer = json_turn(loaded.assistant, session, line) | {"assistant": loaded.served}
                 print(json.dumps(answer, ensure_ascii=False), flush=True)
         return
     console.print(

@@ -10,6 +10,7 @@ import assets.evaluation
 import assets.feedback
 import assets.golden
 import assets.judges
+import assets.retrieval
 import assets.synthetic
 import assets.taxonomy
 from assets.intent import build_intent_assets
@@ -18,13 +19,14 @@ from orchestration import automation, stages
 from orchestration.io_manager import ParquetIOManager
 from orchestration.llm_resource import LLMGatewayResource
 from orchestration.registry_sensor import registry_sensor
-from orchestration.resources import CatalogSource, MLflowTracking, PlatformConfig
+from orchestration.resources import INDEX_IO_MANAGER, EvalReports, MLflowTracking, PlatformConfig
 from orchestration.settings import Settings, load_settings
 
 ASSET_MODULES = [
     assets.catalog,
     assets.taxonomy,
     assets.embeddings,
+    assets.retrieval,
     assets.golden,
     assets.synthetic,
     assets.judges,
@@ -47,10 +49,18 @@ def table_io_manager(settings: Settings) -> dg.ConfigurableIOManagerFactory:
     return ParquetIOManager(base_dir=str(settings.assets_dir))
 
 
+def index_io_manager(settings: Settings) -> dg.FilesystemIOManager:
+    """Retrieval indexes are objects, not tables: pickled under the home folder, or in the bucket in gcp
+    (Dagster's filesystem IO manager writes through universal-pathlib, so gs:// works with gcsfs)."""
+    if settings.profile == "gcp":
+        return dg.FilesystemIOManager(base_dir=f"{settings.gcp.bucket.rstrip('/')}/indexes")
+    return dg.FilesystemIOManager(base_dir=str(settings.assets_dir / "indexes"))
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
-    catalog = settings.catalog
     return {
         "io_manager": table_io_manager(settings),
+        INDEX_IO_MANAGER: index_io_manager(settings),
         "platform": PlatformConfig(
             seed=settings.seed,
             taxonomy_file=str(settings.taxonomy_file),
@@ -60,18 +70,12 @@ def build_resources(settings: Settings) -> dict[str, object]:
             exports_dir=str(settings.exports_dir),
             interaction_logs_path=settings.interaction_logs_path,
         ),
-        "catalog_source": CatalogSource(
-            kind=catalog.kind,
-            location=catalog.location,
-            format=catalog.format,
-            columns=catalog.columns,
-            list_separator=catalog.list_separator,
-        ),
+        "catalog_source": settings.catalog,
         "llm": LLMGatewayResource.from_settings(settings.llm, cache_path=settings.llm_cache_path),
         "mlflow": MLflowTracking(
             tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root
         ),
-        "eval_reports": assets.evaluation.EvalReports(directory=str(settings.home_dir / "reports")),
+        "eval_reports": EvalReports(directory=str(settings.home_dir / "reports")),
     }
 
 

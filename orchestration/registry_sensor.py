@@ -11,25 +11,21 @@ import json
 import dagster as dg
 from mlflow import MlflowClient
 
-from assets.assistant import CANDIDATES
-from models.candidates import INTENT_MODEL, PARSER_PROMPT, STORY_PROMPT, Candidate
-from models.registry import CHAMPION, RegistryVersion, model_alias_version, registry_versions
+from models.lifecycle.candidates import (
+    AGENT_PROMPT,
+    PARSER_PROMPT,
+    STORY_PROMPT,
+    Candidate,
+    candidate_for,
+    proposed_candidates,
+)
+from models.lifecycle.registry import INTENT_MODEL, registry_versions
 from orchestration.llm_resource import LLMGatewayResource
+from orchestration.partitions import CANDIDATES
 from orchestration.resources import MLflowTracking
 from orchestration.settings import Settings
 
 EVALUATION_JOB = "setlist_candidates"  # the candidates stage job (orchestration/stages.py)
-
-
-def candidate_for(version: RegistryVersion, champion_model: int | None) -> Candidate | None:
-    """The candidate that tests one new version; a story prompt pairs with the champion parser."""
-    if version.kind == "model":
-        return Candidate(parser_kind="offline", parser_version=version.version)
-    if version.name == PARSER_PROMPT:
-        return Candidate(parser_kind="llm", parser_version=version.version)
-    if version.name == STORY_PROMPT and champion_model is not None:
-        return Candidate(parser_kind="offline", parser_version=champion_model, story_version=version.version)
-    return None
 
 
 @dg.sensor(
@@ -37,19 +33,20 @@ def candidate_for(version: RegistryVersion, champion_model: int | None) -> Candi
     job_name=EVALUATION_JOB,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="A new intent-model, parser-prompt or story-prompt version in MLflow becomes a candidate to evaluate.",
+    description=(
+        "A new intent-model, parser-, agent- or story-prompt version in MLflow becomes a candidate to evaluate."
+    ),
 )
 def registry_sensor(
     context: dg.SensorEvaluationContext, mlflow: MLflowTracking, llm: LLMGatewayResource
 ) -> dg.SensorResult | dg.SkipReason:
     client = mlflow.client()
     seen = set(json.loads(context.cursor or "[]"))
-    champion_model = model_alias_version(client, INTENT_MODEL, CHAMPION)
     new, candidates, waiting = [], [], []
-    for version in registry_versions(client, [PARSER_PROMPT, STORY_PROMPT], [INTENT_MODEL]):
+    for version in registry_versions(client, [PARSER_PROMPT, AGENT_PROMPT, STORY_PROMPT], [INTENT_MODEL]):
         if version.ref in seen:
             continue
-        candidate = candidate_for(version, champion_model)
+        candidate = candidate_for(version, client)
         if candidate is None:
             continue  # e.g. a story prompt before any parser model exists: retried on a later tick
         if reason := candidate.skip_reason(online=llm.base_url is not None):
@@ -74,13 +71,10 @@ def registry_sensor(
 
 
 def current_candidates(settings: Settings) -> list[Candidate]:
-    """Every candidate the registry holds now that can run in the current mode (LLM ones only online)."""
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    champion_model = model_alias_version(client, INTENT_MODEL, CHAMPION)
-    candidates = [
-        candidate_for(version, champion_model)
-        for version in registry_versions(client, [PARSER_PROMPT, STORY_PROMPT], [INTENT_MODEL])
-    ]
-    online = settings.llm.base_url is not None
-    usable = [c for c in candidates if c is not None and not c.skip_reason(online)]
-    return list({c.key: c for c in usable}.values())
+    """What `setlist run` and the nightly schedule evaluate (models.lifecycle.candidates.proposed_candidates)."""
+    return proposed_candidates(
+        MlflowClient(settings.mlflow_tracking_uri),
+        online=settings.llm.base_url is not None,
+        retrievers=settings.comparison.retrievers,
+        keyword_baseline=settings.comparison.keyword_baseline,
+    )

@@ -1,4 +1,8 @@
-"""Dagster resources: how assets reach configuration, the catalog source and MLflow."""
+"""Dagster resources: how assets reach configuration, MLflow and the report folder.
+
+A leaf of the code location, like `partitions.py`: asset modules import it, it imports no asset module.
+The catalog source is the settings' `CatalogSourceSpec` itself, given to assets as `catalog_source`.
+"""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -8,8 +12,9 @@ import dagster as dg
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from models.catalog.sources import CatalogRead, CatalogSourceSpec, read_catalog
 from orchestration.local_state import ensure_mlflow_store, file_lock
+
+INDEX_IO_MANAGER = "index_io_manager"  # the retrieval indexes: pickled objects, not tables
 
 
 class PlatformConfig(dg.ConfigurableResource):
@@ -26,27 +31,6 @@ class PlatformConfig(dg.ConfigurableResource):
         ".setlist/exports"  # files for consumers outside Dagster (e.g. DPO pairs for a trainer)
     )
     interaction_logs_path: str = ""  # real interaction logs (JSONL or Parquet); empty: simulate listeners
-
-
-class CatalogSource(dg.ConfigurableResource):
-    """Where the catalog comes from: the bundled sample, a full file, a URL or a table."""
-
-    kind: str
-    location: str
-    format: str | None = None
-    columns: dict[str, str] = {}
-    list_separator: str = "|"
-
-    def read(self) -> CatalogRead:
-        return read_catalog(
-            CatalogSourceSpec(
-                kind=self.kind,
-                location=self.location,
-                format=self.format,
-                columns=self.columns,
-                list_separator=self.list_separator,
-            )
-        )
 
 
 class MLflowTracking(dg.ConfigurableResource):
@@ -79,3 +63,9 @@ class MLflowTracking(dg.ConfigurableResource):
             return
         with file_lock(Path(self.tracking_uri.removeprefix("sqlite:///")).with_suffix(".lock")):
             yield
+
+
+class EvalReports(dg.ConfigurableResource):
+    """Where the HTML evaluation report is written (`<SETLIST_HOME>/reports` by default)."""
+
+    directory: str

@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvParseError
 from rapidfuzz import fuzz, process
 
+from models.assistant.retrieval_config import RETRIEVER_PRESETS
+from models.catalog.sources import CatalogSourceSpec
 from models.llm.config import API_KEY_ENV_VARS, GatewayConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,13 +46,20 @@ class SettingsWarning(UserWarning):
     """A `SETLIST_*` variable that nothing reads: most likely a misspelt setting."""
 
 
-class CatalogSettings(BaseModel):
-    kind: Literal["mtg_jamendo", "cpcd", "tabular"] = "mtg_jamendo"
-    location: str = str(BUNDLED_DATA / "mtg_jamendo_sample.tsv")
-    format: Literal["parquet", "csv"] | None = None  # tabular only
-    columns: dict[str, str] = Field(default_factory=dict)  # tabular only: our column -> theirs
-    list_separator: str = "|"  # tabular only
-    watch_dir: str | None = None  # a folder the catalog sensor watches for new files
+class ComparisonSettings(BaseModel):
+    """The offline candidates every run evaluates beside the registry's (models/lifecycle/candidates.py), so
+    the gate and MLflow's compare view have real alternatives: the champion intent model with each retriever
+    preset here, and the keyword parser (no model) with hybrid retrieval."""
+
+    retrievers: list[str] = ["hybrid", "bm25"]
+    keyword_baseline: bool = True
+
+    @field_validator("retrievers")
+    @classmethod
+    def _known_presets(cls, value: list[str]) -> list[str]:
+        if unknown := sorted(set(value) - set(RETRIEVER_PRESETS)):
+            raise ValueError(f"unknown retriever presets {unknown}; presets: {sorted(RETRIEVER_PRESETS)}")
+        return list(dict.fromkeys(value))
 
 
 class ScheduleSettings(BaseModel):
@@ -111,8 +120,11 @@ class Settings(BaseSettings):
     synthetic_conversations: int = Field(default=2000, ge=1)
     # The synthetic_generator partition the intent model trains on; None is the grammar's current one.
     intent_training_partition: str | None = None
-    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    # The catalog source: kind, location (path, folder or URL) and, for tabular files, format and column map.
+    # Declared here once, as the shape the sourcing code reads (`read_catalog`): no resource restates it.
+    catalog: CatalogSourceSpec = Field(default_factory=CatalogSourceSpec)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    comparison: ComparisonSettings = Field(default_factory=ComparisonSettings)
     # The endpoint, model and limits; the API key is read from SETLIST_LLM_API_KEY only, never a setting.
     # The cache lives in the home folder (`llm_cache_path`), so the file's own cache_path is ignored.
     llm: GatewayConfig = Field(default_factory=GatewayConfig)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from assets.synthetic import partition_key
 from models.synthetic.grammar import VERSION as GRAMMAR_VERSION
 from models.synthetic.llm_generator import generator_version as llm_generator_version
+from orchestration.partitions import CANDIDATES, SYNTHETIC_GENERATORS, synthetic_partition_key
 from orchestration.registry_sensor import current_candidates
 from orchestration.settings import Settings
 
@@ -28,26 +28,17 @@ class Stage:
     description: str
 
 
-def _partitioned_by(assets: list[dg.AssetsDefinition], name: str) -> dg.AssetSelection:
-    keys = [
-        key
-        for a in assets
-        if isinstance(a.partitions_def, dg.DynamicPartitionsDefinition) and a.partitions_def.name == name
-        for key in a.keys
-    ]
-    return dg.AssetSelection.assets(*keys)
-
-
-def _partitions_def(assets: list[dg.AssetsDefinition], name: str) -> dg.PartitionsDefinition | None:
-    for a in assets:
-        if isinstance(a.partitions_def, dg.DynamicPartitionsDefinition) and a.partitions_def.name == name:
-            return a.partitions_def
-    return None
+def _partitioned_by(
+    assets: list[dg.AssetsDefinition], partitions: dg.PartitionsDefinition
+) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(
+        *(key for a in assets if a.partitions_def == partitions for key in a.keys)
+    )
 
 
 def plan_stages(assets: list[dg.AssetsDefinition]) -> list[Stage]:
-    synthetic = _partitioned_by(assets, "synthetic_generator")
-    candidates = _partitioned_by(assets, "candidates")
+    synthetic = _partitioned_by(assets, SYNTHETIC_GENERATORS)
+    candidates = _partitioned_by(assets, CANDIDATES)
     sources = dg.AssetSelection.assets(*(k for a in assets if a.is_observable for k in a.keys))
     everything = dg.AssetSelection.all() | sources  # the foundation observes the source files first
     partitioned = synthetic | candidates
@@ -63,14 +54,14 @@ def plan_stages(assets: list[dg.AssetsDefinition]) -> list[Stage]:
         Stage(
             "synthetic",
             synthetic,
-            _partitions_def(assets, "synthetic_generator"),
+            SYNTHETIC_GENERATORS,
             "Synthetic conversations, per generator partition.",
         ),
         Stage("training", after_synthetic - after_candidates, None, "What learns from the synthetic data."),
         Stage(
             "candidates",
             candidates,
-            _partitions_def(assets, "candidates"),
+            CANDIDATES,
             "Assistant runs and their evaluation, per candidate partition.",
         ),
         Stage("comparison", after_candidates, None, "The gate and reports over all candidates."),
@@ -94,7 +85,7 @@ def stage_partition_keys(stage: Stage, settings: Settings, instance: dg.DagsterI
     """Which partitions `setlist run` materializes in a stage; new keys are added to the instance."""
     if stage.partitions_def is None:
         return [None]
-    if stage.partitions_def.name == "synthetic_generator":
+    if stage.partitions_def == SYNTHETIC_GENERATORS:
         keys = synthetic_partition_keys(settings)
     else:
         keys = [c.key for c in current_candidates(settings)]
@@ -104,7 +95,7 @@ def stage_partition_keys(stage: Stage, settings: Settings, instance: dg.DagsterI
 
 def synthetic_partition_keys(settings: Settings) -> list[str]:
     """The current version of each generator: the grammar always, the LLM generator when it can run."""
-    keys = [partition_key("grammar", GRAMMAR_VERSION)]
+    keys = [synthetic_partition_key("grammar", GRAMMAR_VERSION)]
     if settings.llm.base_url:
-        keys.append(partition_key("llm", llm_generator_version()))
+        keys.append(synthetic_partition_key("llm", llm_generator_version()))
     return keys

@@ -52,3 +52,16 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("DAGSTER_HOME", str(loaded.dagster_home))
     prepare_home(loaded)
     return loaded
+
+
+def store_retrieval_index(settings: Settings, index) -> None:
+    """Store `index` as the retrieval_index asset, through the IO manager the code location gives it (what
+    `setlist chat` loads), without materializing the embeddings upstream of the real asset."""
+    import dagster as dg
+
+    from orchestration.definitions import build_resources
+    from orchestration.resources import INDEX_IO_MANAGER
+
+    factory = build_resources(settings)[INDEX_IO_MANAGER]
+    manager = factory.create_io_manager(dg.build_init_resource_context())
+    manager.handle_output(dg.build_output_context(asset_key=dg.AssetKey("retrieval_index")), index)

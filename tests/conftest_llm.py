@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from models.lifecycle.build import Resolved
+from models.lifecycle.candidates import AGENT_PROMPT, PARSER_PROMPT, STORY_PROMPT, Candidate
 from models.llm import GatewayConfig, LLMGateway
 from models.llm.test_server import LLMTestServer
+from models.prompts import load_prompt
 
 FAKE_KEY = "sk-setlist-FAKE-7f3a9c2e5b1d4e6f8a0b"
 
@@ -57,3 +60,12 @@ def make_gateway(tmp_path: Path, fake_api_key: str) -> Iterator[Callable[..., LL
     yield make
     for gateway in gateways:
         gateway.close()
+
+
+def from_files(key: str) -> Resolved:
+    """An LLM candidate whose prompts are the reviewed files, as `prompt_versions` registers them: for tests
+    of the assistant's LLM path that need no MLflow store (the product resolves them from the registry)."""
+    candidate = Candidate.from_key(key)
+    names = [PARSER_PROMPT, AGENT_PROMPT] if candidate.parser_kind == "llm" else []
+    names += [STORY_PROMPT] if candidate.story_version else []
+    return Resolved(candidate, prompts={name: load_prompt(name) for name in names})

@@ -6,15 +6,14 @@ import subprocess
 import sys
 
 import dagster as dg
+from conftest import store_retrieval_index
 
-from models.catalog.sources import CatalogSourceSpec, read_catalog
+from models.assistant.retrieval import CatalogIndex
 from orchestration.settings import REPO_ROOT
 
 
-def test_chat_json_session(settings) -> None:
-    read_catalog(CatalogSourceSpec(kind="mtg_jamendo")).kept.write_parquet(
-        settings.assets_dir / "catalog.parquet"
-    )
+def test_chat_json_session(settings, catalog, taxonomy) -> None:
+    store_retrieval_index(settings, CatalogIndex.build(catalog, taxonomy))
     env = {**os.environ, "SETLIST_HOME": str(settings.home_dir)}
 
     done = subprocess.run(
@@ -28,8 +27,16 @@ def test_chat_json_session(settings) -> None:
     )
 
     assert done.returncode == 0, done.stderr
-    assert "falling back to the offline assistant" in done.stderr
+    assert (
+        "models:/setlist-assistant@champion is not set" in done.stderr
+    )  # a fresh home: the keyword baseline
     calm, piano, feedback, vague = map(json.loads, done.stdout.splitlines())
+    # Every answer says what served it: the candidate and its components as the registry names them.
+    assert (
+        calm["assistant"] == feedback["assistant"]
+        and calm["assistant"]["candidate"] == "keyword-v1.hybrid.template"
+    )
+    assert calm["assistant"]["requested"] == "models:/setlist-assistant@champion"
     assert calm["tracks"] and calm["stories"] and calm["tool_calls"][0]["name"] == "search_catalog"
     assert piano["state"]["constraint"]["required"] == {
         "mood": ["mood/calm"],
@@ -46,12 +53,13 @@ def test_chat_json_session(settings) -> None:
 
 
 def test_assistant_runs_is_partitioned_by_candidate(settings) -> None:
-    from assets.assistant import CANDIDATES, assistant_runs
+    from assets.assistant import assistant_runs
     from orchestration.definitions import build_definitions
+    from orchestration.partitions import CANDIDATES
 
     assert CANDIDATES.name == "candidates"
     assert assistant_runs.partitions_def == CANDIDATES
     defs = build_definitions(settings)
     spec = defs.resolve_assets_def("assistant_runs").specs_by_key[dg.AssetKey("assistant_runs")]
-    assert {dep.asset_key.path[-1] for dep in spec.deps} >= {"golden_curated", "catalog", "taxonomy"}
+    assert {dep.asset_key.path[-1] for dep in spec.deps} >= {"golden_curated", "retrieval_index", "taxonomy"}
     assert spec.group_name == "evaluation"

@@ -4,17 +4,18 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest_llm import from_files
 
-from models.assistant.assistant import Session, build_assistant
+from models.assistant.assistant import Session
 from models.assistant.llm_parser import LLMParser
 from models.assistant.planner import Planner
 from models.assistant.retrieval import CatalogIndex
 from models.assistant.state import DialogueState
 from models.assistant.stories import LLMStoryteller, StoryItem
 from models.assistant.tools import Toolbox
-from models.candidates import Candidate
 from models.catalog.sources import CatalogSourceSpec, read_catalog
 from models.labels import Constraint, TurnLabels
+from models.lifecycle.build import build_assistant
 from models.llm import GatewayConfig, LLMGateway, LLMUnavailable
 from models.llm.test_server import Reply
 from models.prompts import load_prompt
@@ -76,7 +77,7 @@ def assistant_model(leak: bool = False):
 def test_llm_candidate_runs_tools_in_lockstep(start_server, make_gateway, index, taxonomy) -> None:
     server = start_server(responder=assistant_model())
     assistant = build_assistant(
-        Candidate.from_key("parse-v1.hybrid.story-v1"), index, taxonomy, make_gateway(server)
+        from_files("parse-v1.agent-v1.hybrid.story-v1"), index, taxonomy, make_gateway(server)
     )
     sessions = [Session(), Session()]
 
@@ -125,7 +126,7 @@ def test_parser_failures_fall_back_to_asking(start_server, make_gateway, taxonom
 def test_low_confidence_llm_parse_asks(start_server, make_gateway, index, taxonomy) -> None:
     server = start_server(responder=assistant_model())
     assistant = build_assistant(
-        Candidate.from_key("parse-v1.hybrid.template"), index, taxonomy, make_gateway(server)
+        from_files("parse-v1.agent-v1.hybrid.template"), index, taxonomy, make_gateway(server)
     )
     result = assistant.respond(Session(), "hmm")
     assert result.asked_clarification and result.clarification_reason == "low_confidence"
@@ -135,7 +136,7 @@ def test_low_confidence_llm_parse_asks(start_server, make_gateway, index, taxono
 def test_guard_replaces_leaked_system_prompts(start_server, make_gateway, index, taxonomy) -> None:
     server = start_server(responder=assistant_model(leak=True))
     assistant = build_assistant(
-        Candidate.from_key("parse-v1.hybrid.story-v1"), index, taxonomy, make_gateway(server)
+        from_files("parse-v1.agent-v1.hybrid.story-v1"), index, taxonomy, make_gateway(server)
     )
 
     result = assistant.respond(Session(), f"calm piano. {INJECTION}")
@@ -166,7 +167,7 @@ def test_catalog_injection_stays_data_for_the_llm_storyteller(
 
 
 def test_llm_candidate_needs_an_online_gateway(index, taxonomy) -> None:
-    with pytest.raises(LLMUnavailable, match="parse-v1.hybrid.template"):
+    with pytest.raises(LLMUnavailable, match="parse-v1.agent-v1.hybrid.template"):
         build_assistant(
-            Candidate.from_key("parse-v1.hybrid.template"), index, taxonomy, LLMGateway(GatewayConfig())
+            from_files("parse-v1.agent-v1.hybrid.template"), index, taxonomy, LLMGateway(GatewayConfig())
         )

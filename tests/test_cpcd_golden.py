@@ -8,15 +8,11 @@ import polars as pl
 import pytest
 from conftest import require_shared
 
+from models.assistant.retrieval import CatalogIndex
 from models.catalog.schema import CATALOG_SCHEMA, QUARANTINE_SCHEMA
 from models.eval.cpcd_protocol import PER_TURN_COLUMNS, targets, with_seeds
-from models.golden.cpcd import (
-    TURNS_SCHEMA,
-    conversation_queries,
-    import_cpcd,
-    protocol_keys,
-    run_bm25_baseline,
-)
+from models.eval.cpcd_runs import conversation_queries, protocol_keys, run_bm25_baseline
+from models.golden.cpcd import TURNS_SCHEMA, import_cpcd
 
 CPCD_DEV = "cpcd/cpcd_v1.dialogs.dev.train.jsonl"
 
@@ -104,7 +100,7 @@ def test_goal_playlist_and_clusters_are_imported_and_seeds_leave_the_ranking(tmp
     assert golden.turns["goal_playlist"].to_list() == [["t1", "t2"]] * 2
     keys = protocol_keys(golden.turns, golden.corpus)
     assert keys["t1"] == keys["t3"] == "cluster:k1"
-    run = run_bm25_baseline(golden)
+    run = run_bm25_baseline(CatalogIndex.build(golden.corpus), golden.turns, golden.corpus)
     first, second = run.results.iter_rows(named=True)
     assert first["n_target"] == 2 and second["n_target"] == 1  # the goal playlist minus the seed t1
     assert not {"t1", "t3"} & set(second["ranked"])  # the seed and its cluster leave the ranking
@@ -112,7 +108,8 @@ def test_goal_playlist_and_clusters_are_imported_and_seeds_leave_the_ranking(tmp
 
 
 def test_bm25_baseline_on_real_file_beats_random(real_golden) -> None:
-    run = run_bm25_baseline(real_golden)
+    g = real_golden
+    run = run_bm25_baseline(CatalogIndex.build(g.corpus), g.turns, g.corpus)
     report = run.report
     seeded = with_seeds(real_golden.turns)
     wanted = targets(seeded, protocol_keys(real_golden.turns, real_golden.corpus))

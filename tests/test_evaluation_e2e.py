@@ -1,9 +1,10 @@
-"""Two candidates through the stages in-process: MLflow runs per golden set, one gate decision, the report.
-
-The candidates share the intent model and differ in the retriever preset (hybrid vs BM25 only), both offline.
-The graph is materialized once per module; the last test reruns the foundation, candidate and comparison stages.
+"""The default comparison through the stages in-process: three offline candidates (the trained parser with
+hybrid and with BM25 retrieval, the keyword parser with hybrid), MLflow runs per golden set, one gate over both
+challengers, the aliases it moves, the report. The graph is materialized once per module; the last test reruns
+the foundation, candidate and comparison stages.
 """
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,14 +17,16 @@ from conftest import require_shared
 from mlflow import MlflowClient
 
 from models.eval.evaluate import TIMING_COLUMNS
-from models.eval.tracking import ASSISTANT_MODEL, EXPERIMENTS, PER_ITEM_TABLE
-from models.registry import CHAMPION
+from models.eval.tracking import EXPERIMENTS, PER_ITEM_TABLE
+from models.lifecycle.registry import ASSISTANT_MODEL, CHALLENGER, CHAMPION, GATE_TAG
 from orchestration.definitions import build_definitions
 from orchestration.local_state import prepare_home
 from orchestration.settings import Settings, load_settings
 from orchestration.stages import plan_stages, stage_partition_keys
 
 CHAMPION_KEY, CHALLENGER_KEY = "intent-v1.hybrid.template", "intent-v1.bm25.template"
+KEYWORD_KEY = "keyword-v1.hybrid.template"
+CANDIDATES = [CHAMPION_KEY, CHALLENGER_KEY, KEYWORD_KEY]  # what `setlist run` proposes, in its order
 
 
 @dataclass
@@ -35,14 +38,9 @@ class Home:
 
     def run_stage(self, name: str) -> list[dg.ExecuteInProcessResult]:
         (stage,) = [s for s in plan_stages(list(self.defs.assets)) if s.name == name]
+        keys = stage_partition_keys(stage, self.settings, self.instance)
         if name == "candidates":
-            keys: list[str | None] = [
-                CHAMPION_KEY,
-                CHALLENGER_KEY,
-            ]  # evaluated in this order: first is champion
-            self.instance.add_dynamic_partitions("candidates", keys)
-        else:
-            keys = stage_partition_keys(stage, self.settings, self.instance)
+            assert keys == CANDIDATES  # the first evaluated becomes the champion
         job = self.defs.resolve_job_def(f"setlist_{name}")
         return [job.execute_in_process(instance=self.instance, partition_key=key) for key in keys]
 
@@ -82,11 +80,9 @@ def _runs(client: MlflowClient, experiment: str) -> dict[str, str]:
 
 def test_each_candidate_gets_one_run_per_golden_set_and_one_assistant_version(home: Home) -> None:
     client = home.client()
-    assert sorted(_runs(client, EXPERIMENTS["golden_curated"]).values()) == sorted(
-        [CHAMPION_KEY, CHALLENGER_KEY]
-    )
+    assert sorted(_runs(client, EXPERIMENTS["golden_curated"]).values()) == sorted(CANDIDATES)
     assert sorted(_runs(client, EXPERIMENTS["golden_cpcd"]).values()) == sorted(
-        [CHAMPION_KEY, CHALLENGER_KEY, "bm25-baseline"]
+        [*CANDIDATES, "bm25-baseline"]
     )
     (run,) = client.search_runs(
         [client.get_experiment_by_name(EXPERIMENTS["golden_curated"]).experiment_id],
@@ -98,7 +94,7 @@ def test_each_candidate_gets_one_run_per_golden_set_and_one_assistant_version(ho
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {PER_ITEM_TABLE, "results.parquet", "candidate.json", "intent_confusion.png"} <= artifacts
     versions = client.search_model_versions(f"name = '{ASSISTANT_MODEL}'")
-    assert sorted(v.tags["candidate"] for v in versions) == sorted([CHAMPION_KEY, CHALLENGER_KEY])
+    assert sorted(v.tags["candidate"] for v in versions) == sorted(CANDIDATES)
     assert all(v.source.endswith("/candidate.json") for v in versions)
 
     (meta,) = home.metadata("candidates", "candidate_evaluation")[:1]
@@ -130,18 +126,39 @@ def test_gate_decides_once_and_the_alias_follows_the_decision(home: Home) -> Non
     )
     assert meta["champion_before"] == CHAMPION_KEY
     gate = pl.read_parquet(home.settings.assets_dir / "champion_gate.parquet")
-    assert gate["challenger"].to_list() == [CHALLENGER_KEY]
-    assert gate["decision"][0] in {"promote", "keep", "inconclusive"} and gate["mde"][0] > 0
-    assert gate["rule"][0].startswith("Holm step-down over the 1 challenger")
-    promoted = gate["promoted"][0]
-    expected = CHALLENGER_KEY if promoted else CHAMPION_KEY
-    champion = home.client().get_model_version_by_alias(ASSISTANT_MODEL, CHAMPION)
+    assert sorted(gate["challenger"]) == sorted([CHALLENGER_KEY, KEYWORD_KEY])
+    assert set(gate["decision"]) <= {"promote", "keep", "inconclusive"} and (gate["mde"] > 0).all()
+    assert gate["rule"][0].startswith("Holm step-down over the 2 challenger(s)")
+    promoted = gate.filter("promoted")["challenger"].to_list()
+    expected = promoted[0] if promoted else CHAMPION_KEY
+    client = home.client()
+    champion = client.get_model_version_by_alias(ASSISTANT_MODEL, CHAMPION)
     assert champion.tags["candidate"] == expected == meta["champion_after"]
     assert meta["decision"].startswith("promote" if promoted else "keep")
+    # The runner-up holds @challenger; every gated version records its decision for the MLflow UI.
+    challenger = client.get_model_version_by_alias(ASSISTANT_MODEL, CHALLENGER).tags["candidate"]
+    assert challenger in set(CANDIDATES) - {expected}
+    versions = {
+        v.tags["candidate"]: v.tags for v in client.search_model_versions(f"name = '{ASSISTANT_MODEL}'")
+    }
+    for key, decision in gate.select("challenger", "decision").rows():
+        assert json.loads(versions[key][GATE_TAG])["decision"] == decision
 
     from orchestration.assistant_loader import load_chat_assistant
 
     assert expected in load_chat_assistant(home.settings).description
+    assert load_chat_assistant(home.settings, alias=CHALLENGER).served["candidate"] == challenger
+
+
+def test_mlflow_compare_shows_real_differences(home: Home) -> None:
+    """The three candidates differ in what they are and in what they score: a compare view worth opening."""
+    client = home.client()
+    experiment = client.get_experiment_by_name(EXPERIMENTS["golden_curated"]).experiment_id
+    runs = {r.info.run_name: r.data for r in client.search_runs([experiment])}
+    assert {runs[k].params["parser"] for k in CANDIDATES} == {"models:/setlist-intent/1", "keyword-v1"}
+    assert {runs[k].params["retriever"] for k in CANDIDATES} == {"hybrid", "bm25"}
+    for metric in ("turn_success.mean", "intent.macro_f1"):
+        assert len({round(runs[k].metrics[metric], 6) for k in CANDIDATES}) > 1, metric
 
 
 def test_the_curation_queue_is_a_review_file_named_by_its_content(home: Home) -> None:

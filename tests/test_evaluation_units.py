@@ -6,9 +6,10 @@ import polars as pl
 import pytest
 
 from models.assistant.replay import RUN_SCHEMA
-from models.eval.evaluate import behaviour_met, evaluate_curated, gate_on_golden_sets
+from models.eval.evaluate import behaviour_met, evaluate_curated
 from models.eval.tracking import table_hash
 from models.golden.curated import GOLDEN_TURN_SCHEMA, Behaviour
+from models.lifecycle.gate_policy import gate_on_golden_sets
 from models.taxonomy import Node, Taxonomy
 
 TAXONOMY = Taxonomy(

@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 import polars as pl
-from conftest import require_shared
+from conftest import require_shared, store_retrieval_index
 
 import assets.catalog
 import assets.feedback
@@ -12,16 +12,19 @@ import assets.golden
 import assets.synthetic
 import assets.taxonomy
 from assets.intent import build_intent_assets
+from models.assistant.retrieval import CatalogIndex
 from models.synthetic.grammar import VERSION
 from orchestration.definitions import build_resources
+from orchestration.partitions import SYNTHETIC_GENERATORS, synthetic_partition_key
+from orchestration.resources import INDEX_IO_MANAGER
 
 
-def test_preference_pairs_and_interaction_logs_materialize_offline(settings, tmp_path):
+def test_preference_pairs_and_interaction_logs_materialize_offline(settings, tmp_path, catalog, taxonomy):
     require_shared("cpcd/cpcd_v1.dialogs.dev.train.jsonl")
     resources = build_resources(settings.model_copy(update={"synthetic_conversations": 150}))
     instance = dg.DagsterInstance.ephemeral()
-    key = assets.synthetic.partition_key("grammar", VERSION)
-    instance.add_dynamic_partitions(assets.synthetic.SYNTHETIC_PARTITIONS.name, [key])
+    key = synthetic_partition_key("grammar", VERSION)
+    instance.add_dynamic_partitions(SYNTHETIC_GENERATORS.name, [key])
     foundation = dg.load_assets_from_modules([assets.catalog, assets.taxonomy, assets.golden])
     assert dg.materialize(foundation, instance=instance, resources=resources).success
     synthetic = dg.load_assets_from_modules([assets.synthetic])
@@ -37,6 +40,9 @@ def test_preference_pairs_and_interaction_logs_materialize_offline(settings, tmp
     upstream = [*sources, *(s for a in synthetic for s in a.to_source_assets())]
     assert dg.materialize([*training_set, *upstream], instance=instance, resources=resources).success
 
+    # The retrieval index as the asset stores it, without the embeddings it is built from (minutes here).
+    store_retrieval_index(settings, CatalogIndex.build(catalog, taxonomy))
+    index = dg.SourceAsset("retrieval_index", io_manager_key=INDEX_IO_MANAGER)
     feedback = [
         assets.feedback.interaction_logs_assets,
         assets.feedback.preference_pairs,
@@ -45,7 +51,7 @@ def test_preference_pairs_and_interaction_logs_materialize_offline(settings, tmp
         assets.feedback.preference_pairs_intent_balance,
     ]
     result = dg.materialize(
-        [*feedback, *upstream, *(s for a in training_set for s in a.to_source_assets())],
+        [*feedback, index, *upstream, *(s for a in training_set for s in a.to_source_assets())],
         instance=instance,
         resources=resources,
         run_config={
@@ -64,7 +70,7 @@ def test_preference_pairs_and_interaction_logs_materialize_offline(settings, tmp
     assert set(pairs["source"]) == {"cpcd_likes", "judge_pairwise", "user_feedback"}
     assert (pairs["chosen"] != pairs["rejected"]).all()
     logs = result.output_for_node("interaction_logs_assets", "interaction_logs")
-    assert 50 < logs["user_id"].n_unique() <= 60 and set(logs["variant"]) == {assets.feedback.STAND_IN}
+    assert 50 < logs["user_id"].n_unique() <= 60 and set(logs["variant"]) == {assets.feedback.BASELINE.key}
 
     [event] = [
         e

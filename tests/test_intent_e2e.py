@@ -13,20 +13,21 @@ import assets.synthetic
 import assets.taxonomy
 from assets.intent import build_intent_assets
 from models.assistant.offline_parser import OfflineParser
-from models.candidates import INTENT_MODEL
 from models.labels import TurnLabels
-from models.registry import CHAMPION, model_alias_version
+from models.lifecycle.build import resolve_alias
+from models.lifecycle.registry import CHAMPION, INTENT_MODEL, model_alias_version
 from models.synthetic.grammar import VERSION
 from models.taxonomy import load_curated
 from orchestration.definitions import build_resources
+from orchestration.partitions import SYNTHETIC_GENERATORS, synthetic_partition_key
 from orchestration.settings import Settings
 
 
 def test_intent_model_registers_once_and_parses(settings: Settings) -> None:
     resources = build_resources(settings.model_copy(update={"synthetic_conversations": 300}))
     instance = dg.DagsterInstance.ephemeral()
-    key = assets.synthetic.partition_key("grammar", VERSION)
-    instance.add_dynamic_partitions(assets.synthetic.SYNTHETIC_PARTITIONS.name, [key])
+    key = synthetic_partition_key("grammar", VERSION)
+    instance.add_dynamic_partitions(SYNTHETIC_GENERATORS.name, [key])
     upstream = dg.load_assets_from_modules([assets.catalog, assets.taxonomy, assets.golden])
     dg.materialize(upstream, instance=instance, resources=resources)
     synthetic = dg.load_assets_from_modules([assets.synthetic])
@@ -69,7 +70,14 @@ def test_intent_model_registers_once_and_parses(settings: Settings) -> None:
     assert second_row["run_id"] == model_row["run_id"]
     assert len(client.search_model_versions(f"name = '{INTENT_MODEL}'")) == 1
 
-    parser = OfflineParser.from_registry(client, load_curated(settings.taxonomy_file))
+    # No setlist-assistant version yet: serving falls back to models:/setlist-intent@champion, loaded from MLflow.
+    resolved = resolve_alias(client)
+    assert (
+        resolved.candidate.key == "intent-v1.hybrid.template" and "setlist-intent@champion" in resolved.note
+    )
+    parser = OfflineParser(
+        resolved.intent_model, resolved.candidate.parser_version, load_curated(settings.taxonomy_file)
+    )
     results = parser.parse_batch(
         ["play some tekno without vocals under 3 minutes", "more like the second one"], [[], []]
     )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from models.intent.slots import Gazetteer, assemble_slots, slot_pairs
+from models.intent.slots import Gazetteer, assemble_slots
 from models.labels import DurationRange, Intent, TrackRef
 from models.taxonomy import load_curated
 from orchestration.settings import BUNDLED_DATA
@@ -120,7 +120,7 @@ def test_intent_decides_which_slots_a_turn_carries(gazetteer: Gazetteer) -> None
     less = assemble_slots(Intent.LESS_LIKE, gazetteer.extract("less sad"))
     assert less.mood == ["mood/sad"] and not less.excluded  # as the labels write it
     refine = assemble_slots(Intent.REFINE, gazetteer.extract("but no vocals under 3 minutes"))
-    assert slot_pairs(refine) == {("excluded", "instrument/voice"), ("duration.max_s", "180")}
+    assert refine.pairs() == {("excluded", "instrument/voice"), ("duration.max_s", "180")}
     ask = assemble_slots(Intent.ASK_ABOUT_TRACK, gazetteer.extract("is the second one instrumental?"))
     assert ask.track_refs == [TrackRef(index=1)] and not ask.all_nodes()
     assert assemble_slots(Intent.CHITCHAT, gazetteer.extract("jazz is cool, thanks")) == assemble_slots(

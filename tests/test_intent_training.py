@@ -9,7 +9,7 @@ from models.labels import conversations_to_frame
 from models.synthetic.grammar import GrammarGenerator
 from models.synthetic.postprocess import postprocess
 from models.taxonomy import load_curated
-from orchestration.settings import BUNDLED_DATA, CatalogSettings
+from orchestration.settings import BUNDLED_DATA
 
 # ~170 validation turns leave 6-20 examples for the rarer intents, where a single miss costs ~0.1 F1;
 # 0.75 still flags an intent the model has not learned (the majority baseline scores 0 on every other intent).
@@ -19,7 +19,7 @@ PER_INTENT_F1_FLOOR = 0.75
 @pytest.fixture(scope="module")
 def training_set() -> pl.DataFrame:
     taxonomy = load_curated(BUNDLED_DATA / "taxonomy.yaml")
-    catalog = read_catalog(CatalogSourceSpec(kind="mtg_jamendo", location=CatalogSettings().location)).kept
+    catalog = read_catalog(CatalogSourceSpec()).kept
     generation = GrammarGenerator(taxonomy, catalog).generate(400, seed=11)
     turns = conversations_to_frame(postprocess(generation.conversations, taxonomy).kept)
     return split_by_conversation(turns, seed=11)

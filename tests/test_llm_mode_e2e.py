@@ -70,6 +70,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory, taxonomy, catalog) -> Iterato
             mp.delenv(key)
         mp.setenv("SETLIST_HOME", str(home))
         mp.setenv("SETLIST_SYNTHETIC_CONVERSATIONS", "300")
+        # The offline comparison set (test_evaluation_e2e's subject) would add two offline candidates to each
+        # of the two runs: here only what LLM mode adds is evaluated beside the champion intent model.
+        mp.setenv("SETLIST_COMPARISON__RETRIEVERS", '["hybrid"]')
+        mp.setenv("SETLIST_COMPARISON__KEYWORD_BASELINE", "false")
         mp.setenv("SETLIST_LLM_API_KEY", "sk-setlist-e2e-test-key")
         online_env = {
             "SETLIST_LLM__BASE_URL": server.base_url,
@@ -143,7 +147,7 @@ def test_offline_llm_candidate_is_skipped_with_a_reason_not_failed(runs: Runs) -
     defs = build_definitions(runs.settings)
     instance = dg.DagsterInstance.get()
     result = defs.resolve_job_def("setlist_candidates").execute_in_process(
-        instance=instance, partition_key="parse-v1.hybrid.template"
+        instance=instance, partition_key="parse-v1.agent-v1.hybrid.template"
     )
     assert result.success
     assert not result.get_asset_materialization_events()
@@ -158,7 +162,7 @@ def test_a_missing_candidate_partition_does_not_block_the_gate(runs: Runs) -> No
     gate = dg.AssetSelection.assets("champion_gate")
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=gate)
     # A candidate partition that cannot run offline, and a fresh evaluation of an offline one.
-    instance.add_dynamic_partitions("candidates", ["parse-v9.hybrid.template"])
+    instance.add_dynamic_partitions("candidates", ["parse-v9.agent-v1.hybrid.template"])
     candidates = defs.resolve_job_def("setlist_candidates")
     assert candidates.execute_in_process(instance=instance, partition_key="intent-v1.hybrid.template").success
     second = dg.evaluate_automation_conditions(

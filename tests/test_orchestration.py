@@ -229,6 +229,7 @@ def test_after_a_run_nothing_starts_until_a_source_changes_and_then_only_its_dep
         "catalog_quarantine",
         "taxonomy",
         "track_embeddings",
+        "retrieval_index",
         "judge_calibration",
         "prompt_versions",
     }

@@ -4,8 +4,8 @@ import dagster as dg
 import pytest
 from mlflow import MlflowClient
 
+from models.lifecycle.registry import CHALLENGER, CHAMPION, CONTENT_HASH_TAG, prompt_alias_version
 from models.prompts import PromptFileError, load_prompt
-from models.registry import CHALLENGER, CHAMPION, CONTENT_HASH_TAG, prompt_alias_version
 from orchestration.definitions import build_definitions
 from orchestration.settings import load_settings
 

@@ -5,12 +5,13 @@ import mlflow
 import mlflow.pyfunc
 from mlflow import MlflowClient
 
-from assets.assistant import CANDIDATES
-from models.candidates import INTENT_MODEL, PARSER_PROMPT
-from models.registry import CHAMPION, set_model_alias
+from models.lifecycle.candidates import AGENT_PROMPT, PARSER_PROMPT
+from models.lifecycle.registry import CHAMPION, INTENT_MODEL, set_model_alias
 from orchestration.llm_resource import LLMGatewayResource
-from orchestration.registry_sensor import registry_sensor
+from orchestration.partitions import CANDIDATES
+from orchestration.registry_sensor import current_candidates, registry_sensor
 from orchestration.resources import MLflowTracking
+from orchestration.settings import load_settings
 
 
 class _Constant(mlflow.pyfunc.PythonModel):
@@ -39,6 +40,7 @@ def test_new_versions_become_candidates_once(settings):
     version = _register_model_version(uri)
     set_model_alias(client, INTENT_MODEL, CHAMPION, version)
     client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "{{text}}"}])
+    client.register_prompt(AGENT_PROMPT, template=[{"role": "user", "content": "{{data}}"}])
 
     instance = dg.DagsterInstance.get()
     resources = {
@@ -48,7 +50,7 @@ def test_new_versions_become_candidates_once(settings):
     result = _tick(instance, resources)
 
     keys = sorted(r.partition_key for r in result.run_requests)
-    assert keys == ["intent-v1.hybrid.template", "parse-v1.hybrid.template"]
+    assert keys == ["intent-v1.hybrid.template", "parse-v1.agent-v1.hybrid.template"]
     (add_request,) = result.dynamic_partitions_requests
     assert sorted(add_request.partition_keys) == keys
 
@@ -58,7 +60,11 @@ def test_new_versions_become_candidates_once(settings):
 
     client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "v2 {{text}}"}])
     third = _tick(instance, resources, result.cursor)
-    assert [r.partition_key for r in third.run_requests] == ["parse-v2.hybrid.template"]
+    assert [r.partition_key for r in third.run_requests] == ["parse-v2.agent-v1.hybrid.template"]
+    client.register_prompt(AGENT_PROMPT, template=[{"role": "user", "content": "v2 {{data}}"}])
+    fourth = _tick(instance, resources, third.cursor)
+    # Without a champion alias (registered by hand), a new version pairs with the other prompt's latest.
+    assert [r.partition_key for r in fourth.run_requests] == ["parse-v2.agent-v2.hybrid.template"]
 
 
 def test_offline_llm_candidates_are_skipped_with_a_reason_until_the_gateway_is_online(settings):
@@ -66,6 +72,7 @@ def test_offline_llm_candidates_are_skipped_with_a_reason_until_the_gateway_is_o
     client = MlflowClient(uri)
     set_model_alias(client, INTENT_MODEL, CHAMPION, _register_model_version(uri))
     client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "{{text}}"}])
+    client.register_prompt(AGENT_PROMPT, template=[{"role": "user", "content": "{{data}}"}])
     instance = dg.DagsterInstance.get()
     mlflow_resource = MLflowTracking(tracking_uri=uri, artifact_root=settings.mlflow_artifacts_dir.as_uri())
 
@@ -78,8 +85,30 @@ def test_offline_llm_candidates_are_skipped_with_a_reason_until_the_gateway_is_o
     instance.add_dynamic_partitions(CANDIDATES.name, add_request.partition_keys)
     still_offline = _tick(instance, offline, first.cursor)
     assert isinstance(still_offline, dg.SkipReason)
-    assert "skipped parse-v1.hybrid.template (needs the LLM gateway" in still_offline.skip_message
+    assert "skipped parse-v1.agent-v1.hybrid.template (needs the LLM gateway" in still_offline.skip_message
 
     online = {"mlflow": mlflow_resource, "llm": LLMGatewayResource(base_url="http://127.0.0.1:9/v1")}
     later = _tick(instance, online, first.cursor)
-    assert [r.partition_key for r in later.run_requests] == ["parse-v1.hybrid.template"]
+    assert [r.partition_key for r in later.run_requests] == ["parse-v1.agent-v1.hybrid.template"]
+
+
+def test_a_run_proposes_the_comparison_set_champion_first(settings, monkeypatch):
+    uri = settings.mlflow_tracking_uri
+    client = MlflowClient(uri)
+    first, second = _register_model_version(uri), _register_model_version(uri)
+    set_model_alias(client, INTENT_MODEL, CHAMPION, second)
+    client.register_prompt(PARSER_PROMPT, template=[{"role": "user", "content": "{{text}}"}])
+
+    keys = [c.key for c in current_candidates(settings)]  # offline: the LLM candidate waits
+
+    # The champion intent model with each compared preset, the keyword baseline, then every other version.
+    assert keys == [
+        f"intent-v{second}.hybrid.template",
+        f"intent-v{second}.bm25.template",
+        "keyword-v1.hybrid.template",
+        f"intent-v{first}.hybrid.template",
+    ]
+    monkeypatch.setenv("SETLIST_COMPARISON__RETRIEVERS", '["hybrid"]')
+    monkeypatch.setenv("SETLIST_COMPARISON__KEYWORD_BASELINE", "false")
+    alone = [c.key for c in current_candidates(load_settings())]
+    assert alone == [f"intent-v{second}.hybrid.template", f"intent-v{first}.hybrid.template"]

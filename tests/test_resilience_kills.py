@@ -21,8 +21,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.synthetic import partition_key
 from models.synthetic.grammar import VERSION as GRAMMAR_VERSION
+from orchestration.partitions import synthetic_partition_key
 
 FOUNDATION = (
     "catalog",
@@ -33,7 +33,7 @@ FOUNDATION = (
     "golden_cpcd",
     "cpcd_corpus",
 )
-SYNTHETIC_KEY = partition_key("grammar", GRAMMAR_VERSION)
+SYNTHETIC_KEY = synthetic_partition_key("grammar", GRAMMAR_VERSION)
 FORK = multiprocessing.get_context("fork")
 
 
@@ -48,17 +48,17 @@ def _kill_at(point: str | None) -> None:
 
         MlflowClient.set_prompt_alias = _die
     elif point == "dagster_step":
-        import orchestration.resources
+        import assets.catalog
 
-        orchestration.resources.read_catalog = _die  # inside the catalog step
+        assets.catalog.read_catalog = _die  # inside the catalog step
     elif point == "intent_run":
         import mlflow.pyfunc
 
         mlflow.pyfunc.log_model = _die  # inside `with mlflow.start_run()`
     elif point == "intent_alias":
-        import models.registry
+        import models.lifecycle.registry
 
-        models.registry.set_model_alias = _die  # the version is registered, its alias not yet set
+        models.lifecycle.registry.set_model_alias = _die  # the version is registered, its alias not yet set
 
 
 def _materialize(home: Path, stage: str, kill_at: str | None) -> None:

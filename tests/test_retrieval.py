@@ -233,8 +233,9 @@ def test_reconfigured_index_answers_like_a_fresh_build(index: CatalogIndex) -> N
 
 def test_dense_preset_finds_tracks_by_meaning_with_the_shipped_model(monkeypatch) -> None:
     from models.assistant.embedding import MINILM_NAME, embed_texts, load_embedder, vector_table
+    from models.assistant.retrieval_config import RETRIEVER_PRESETS
     from models.assistant.track_text import catalog_texts
-    from models.candidates import RETRIEVER_PRESETS, Candidate
+    from models.lifecycle.candidates import Candidate
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = RETRIEVER_PRESETS["dense"].model_copy(update={"max_per_artist": None})
@@ -261,3 +262,24 @@ def test_dense_preset_finds_tracks_by_meaning_with_the_shipped_model(monkeypatch
     assert asked == []
     np.testing.assert_array_equal(reused.embeddings, dense.embeddings)
     assert [h.track_id for h in reused.search("tranquil keys")] == [h.track_id for h in hits]
+
+
+def test_one_stored_build_serves_every_preset_as_a_fresh_build_would(monkeypatch) -> None:
+    """The retrieval_index asset: built once with the dense preset, pickled by its IO manager, loaded, and
+    queried under each candidate's preset with the same rankings as a build for that preset."""
+    import pickle
+
+    from models.assistant.retrieval_config import RETRIEVER_PRESETS
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    stored = pickle.loads(pickle.dumps(CatalogIndex.build(CATALOG, TAXONOMY, RETRIEVER_PRESETS["dense"])))
+    assert stored.embedder is not None and stored.embedder.name == RETRIEVER_PRESETS["dense"].embedder
+    seeds = [CATALOG["track_id"][0]]
+    for name, config in RETRIEVER_PRESETS.items():
+        fresh, view = CatalogIndex.build(CATALOG, TAXONOMY, config), stored.reconfigured(config)
+        for query in ("calm piano", "tranquil keys", "rock"):
+            assert _ids(view.search(query)) == _ids(fresh.search(query)), (name, query)
+        assert _ids(view.similar(seeds)) == _ids(fresh.similar(seeds)), name
+    lexical = CatalogIndex.build(CATALOG, TAXONOMY)
+    with pytest.raises(ValueError, match="has no .* vectors"):
+        lexical.reconfigured(RETRIEVER_PRESETS["dense"])

@@ -13,11 +13,12 @@ import re
 
 import polars as pl
 import pytest
+from conftest_llm import from_files
 
-from models.assistant.assistant import Assistant, Session, build_assistant
+from models.assistant.assistant import Assistant, Session
 from models.assistant.keyword_parser import KeywordParser
 from models.assistant.retrieval import CatalogIndex
-from models.candidates import Candidate
+from models.lifecycle.build import build_assistant
 from models.llm.test_server import Reply
 from models.prompts import load_prompt
 
@@ -137,7 +138,7 @@ def test_llm_mode_fences_payloads_and_guards_a_compromised_model(
     start_server, make_gateway, indexes, taxonomy
 ) -> None:
     server = start_server(responder=compromised_model)
-    candidate = Candidate(parser_kind="llm", parser_version=1, story_version=1)
+    candidate = from_files("parse-v1.agent-v1.hybrid.story-v1")
     runs = {}
     for name, index in indexes.items():
         assistant = build_assistant(candidate, index, taxonomy, make_gateway(server))

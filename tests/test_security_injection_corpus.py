@@ -17,16 +17,17 @@ from collections import Counter
 
 import polars as pl
 import pytest
+from conftest_llm import from_files
 
-from models.assistant.assistant import Assistant, Session, build_assistant
+from models.assistant.assistant import Assistant, Session
 from models.assistant.keyword_parser import KeywordParser
 from models.assistant.llm_agent import AgentAnswer
 from models.assistant.output_guard import OutputGuard
 from models.assistant.retrieval import CatalogIndex
 from models.assistant.stories import Story
 from models.assistant.tools import TOOLS
-from models.candidates import Candidate
 from models.golden.curated import load_curated_set
+from models.lifecycle.build import build_assistant
 from models.llm.test_server import Reply
 from models.prompts import PLACEHOLDER, load_prompt
 
@@ -220,7 +221,7 @@ def test_injection_corpus_reaches_the_listener_zero_times(start_server, make_gat
     models = {mode: ObedientModel(mode) for mode in MODES}
     servers = {mode: start_server(responder=model) for mode, model in models.items()}
     gateways = {mode: make_gateway(server, cache_path=None) for mode, server in servers.items()}
-    candidate = Candidate(parser_kind="llm", parser_version=1, story_version=1)
+    candidate = from_files("parse-v1.agent-v1.hybrid.story-v1")
     cases, failures, guard_reasons = 0, [], Counter()
     for field in FIELDS:
         for attack, payload in ATTACKS.items():
@@ -328,7 +329,7 @@ def test_guard_flags_no_normal_answer_over_the_golden_turns(start_server, make_g
     index = CatalogIndex.build(named, taxonomy)
     server = start_server(responder=benign_model)
     assistant = build_assistant(
-        Candidate(parser_kind="llm", parser_version=1, story_version=1), index, taxonomy, make_gateway(server)
+        from_files("parse-v1.agent-v1.hybrid.story-v1"), index, taxonomy, make_gateway(server)
     )
     turns = load_curated_set(taxonomy).turns
     results = []

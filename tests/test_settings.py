@@ -29,6 +29,7 @@ def test_defaults_live_under_the_home_folder(settings):
         ("SETLIST_PROFILE", "staging"),
         ("SETLIST_SEED", "seven"),
         ("SETLIST_CATALOG__KIND", "spotify"),
+        ("SETLIST_COMPARISON__RETRIEVERS", '["hybrid", "semantic"]'),
     ],
 )
 def test_invalid_setting_names_the_variable(settings, monkeypatch, variable, value):

@@ -8,6 +8,7 @@ import assets.synthetic
 import assets.taxonomy
 from models.synthetic.grammar import VERSION
 from orchestration.definitions import build_resources
+from orchestration.partitions import SYNTHETIC_GENERATORS, synthetic_partition_key
 from orchestration.settings import Settings
 
 
@@ -15,8 +16,8 @@ def test_grammar_partition_materializes_with_checks_passing(settings: Settings) 
     upstream = [assets.catalog, assets.taxonomy, assets.golden]  # golden texts are the leakage reference
     resources = build_resources(settings.model_copy(update={"synthetic_conversations": 300}))
     instance = dg.DagsterInstance.ephemeral()
-    key = assets.synthetic.partition_key("grammar", VERSION)
-    instance.add_dynamic_partitions(assets.synthetic.SYNTHETIC_PARTITIONS.name, [key])
+    key = synthetic_partition_key("grammar", VERSION)
+    instance.add_dynamic_partitions(SYNTHETIC_GENERATORS.name, [key])
     dg.materialize(dg.load_assets_from_modules(upstream), instance=instance, resources=resources)
 
     result = dg.materialize(

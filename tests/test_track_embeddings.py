@@ -11,8 +11,8 @@ import assets.embeddings
 import assets.taxonomy
 from models.assistant.embedding import MINILM_NAME, MINILM_SHA256, load_embedder, text_keys
 from models.assistant.retrieval import CatalogIndex
+from models.assistant.retrieval_config import RETRIEVER_PRESETS
 from models.assistant.track_text import catalog_texts
-from models.candidates import RETRIEVER_PRESETS
 from models.catalog.sources import BUNDLED_SAMPLE, CatalogSourceSpec, read_catalog
 from models.taxonomy import Taxonomy
 from orchestration.definitions import build_resources

@@ -8,7 +8,7 @@ liked and named; the storyteller explains the top tracks. The ambiguity policy a
 the parser is unsure, constraints conflict, nothing matches or nothing at all was asked, and asks it
 WITH a slate whenever there is anything to go on, so a servable request never gets an empty answer.
 `respond_batch` moves many conversations one turn at once, so LLM components see one gateway batch per
-step. `build_assistant` assembles a candidate's components.
+step. A candidate's components are assembled by `models.lifecycle.build`.
 """
 
 import time
@@ -16,14 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlflow import MlflowClient
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.assistant.co_likes import CoLikes
 from models.assistant.followups import FollowUp, follow_up
 from models.assistant.llm_agent import AgentTask, LLMAgent
-from models.assistant.llm_parser import LLMParser
-from models.assistant.offline_parser import OfflineParser
 from models.assistant.parsing import ParseResult, TurnParser
 from models.assistant.planner import Answer, Planner
 from models.assistant.retrieval import CatalogIndex
@@ -36,10 +33,7 @@ from models.assistant.stories import (
     describe_constraint,
 )
 from models.assistant.tools import Steering, Toolbox, ToolCallRecord, track_card
-from models.candidates import Candidate
 from models.labels import NON_RETRIEVAL_INTENTS, Intent, Slots, TurnLabels
-from models.llm import LLMGateway, LLMUnavailable
-from models.prompts import PromptSpec
 from models.taxonomy import Taxonomy
 
 CHITCHAT_REPLY = (
@@ -360,40 +354,3 @@ def _acts(intent: Intent) -> bool:
 def _ids(track_ids: Sequence[str]) -> str:
     shown = ", ".join(track_ids[:3]) + (f" and {len(track_ids) - 3} more" if len(track_ids) > 3 else "")
     return f"track{'s' if len(track_ids) > 1 else ''} {shown}"
-
-
-def build_assistant(
-    candidate: Candidate,
-    index: CatalogIndex,
-    taxonomy: Taxonomy,
-    gateway: LLMGateway | None = None,
-    mlflow_client: MlflowClient | None = None,
-    config: AssistantConfig = AssistantConfig(),
-    parser_prompt: PromptSpec | None = None,
-    story_prompt: PromptSpec | None = None,
-    co_likes: CoLikes | None = None,
-) -> Assistant:
-    """A candidate's assistant over a built index (whose config should be the candidate's preset).
-
-    Offline candidates load `models:/setlist-intent/<version>` through `mlflow_client`; LLM components
-    need an online gateway: without one this raises LLMUnavailable naming the candidate.
-    """
-    if candidate.uses_llm and (gateway is None or not gateway.available):
-        raise LLMUnavailable(
-            f"candidate {candidate.key} uses the LLM but the gateway is offline; set SETLIST_LLM__BASE_URL "
-            "or evaluate an offline candidate (intent-v<N>.<retriever>.template)"
-        )
-    llm = candidate.parser_kind == "llm"
-    if llm:
-        parser: TurnParser = LLMParser(gateway, taxonomy, prompt=parser_prompt)
-    elif mlflow_client is None:
-        raise ValueError(f"candidate {candidate.key} loads its intent model from MLflow: pass mlflow_client")
-    else:
-        parser = OfflineParser.from_registry(mlflow_client, taxonomy, version=candidate.parser_version)
-    storyteller = (
-        TemplateStoryteller(taxonomy)
-        if candidate.story_version is None
-        else LLMStoryteller(gateway, taxonomy, prompt=story_prompt)
-    )
-    agent = LLMAgent(gateway, taxonomy, max_steps=config.max_steps) if llm else None
-    return Assistant(parser, index, taxonomy, storyteller, agent, config, co_likes)

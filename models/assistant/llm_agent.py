@@ -24,7 +24,7 @@ from models.assistant.stories import card_text, describe_constraint, guard_secre
 from models.assistant.tools import TOOLS, Toolbox, tool_definitions
 from models.labels import TurnLabels
 from models.llm import LLMGateway, LLMRequest
-from models.prompts import PLACEHOLDER, data_json, load_prompt
+from models.prompts import PLACEHOLDER, PromptSpec, data_json, load_prompt
 from models.taxonomy import Taxonomy
 
 AGENT_PROMPT = "assistant_agent"
@@ -66,12 +66,17 @@ class _Seen:
 
 class LLMAgent:
     def __init__(
-        self, gateway: LLMGateway, taxonomy: Taxonomy, max_steps: int = 4, prompt_name: str = AGENT_PROMPT
+        self,
+        gateway: LLMGateway,
+        taxonomy: Taxonomy,
+        max_steps: int = 4,
+        prompt_name: str = AGENT_PROMPT,
+        prompt: PromptSpec | None = None,  # a given version (e.g. from the registry); default: the file's
     ) -> None:
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
         self.gateway, self.taxonomy, self.max_steps = gateway, taxonomy, max_steps
-        self.prompt = load_prompt(prompt_name)
+        self.prompt = prompt or load_prompt(prompt_name)
         self.tools = tool_definitions()
         self.guard = OutputGuard(
             [PLACEHOLDER.sub(" ", m["content"]) for m in self.prompt.messages if m["role"] == "system"],

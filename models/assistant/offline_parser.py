@@ -1,16 +1,15 @@
-"""The offline parser: the registered intent model (classifier + taxonomy gazetteer) behind `TurnParser`."""
+"""The offline parser: the registered intent model (classifier + taxonomy gazetteer) behind `TurnParser`.
+
+The model is loaded from the MLflow registry by `models.lifecycle.build`."""
 
 import json
 from collections.abc import Sequence
 
 import mlflow.pyfunc
 import pandas as pd
-from mlflow import MlflowClient
 
 from models.assistant.parsing import ParseResult
-from models.candidates import INTENT_MODEL
 from models.labels import Intent, Slots, TurnLabels
-from models.registry import CHAMPION, model_alias_version
 from models.taxonomy import FACETS, Taxonomy
 
 
@@ -22,22 +21,6 @@ class OfflineParser:
         self.model = model
         self.model_version = model_version
         self.taxonomy = taxonomy
-
-    @classmethod
-    def from_registry(
-        cls, client: MlflowClient, taxonomy: Taxonomy, version: int | None = None, alias: str = CHAMPION
-    ) -> "OfflineParser":
-        """Load `models:/setlist-intent/<version>`, or the version the alias points at now."""
-        if version is None:
-            version = model_alias_version(client, INTENT_MODEL, alias)
-            if version is None:
-                raise LookupError(
-                    f"no {INTENT_MODEL} version has alias {alias!r}; materialize intent_model first"
-                )
-        # load_model resolves models:/ URIs against the global tracking URI, so point it at this client's store.
-        mlflow.set_tracking_uri(client.tracking_uri)
-        model = mlflow.pyfunc.load_model(f"models:/{INTENT_MODEL}/{version}")
-        return cls(model, version, taxonomy)
 
     @property
     def version(self) -> str:

@@ -14,7 +14,7 @@ models/assistant/vector_index.py.
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -37,8 +37,14 @@ from models.taxonomy import Taxonomy
 __all__ = ["CatalogIndex", "Embedder", "Filters", "Hit", "Query", "RetrieverConfig", "diversify", "fuse"]
 
 STOPWORDS = "en"
+# What a stored index (the retrieval_index asset) holds: bump it when the fields of CatalogIndex change.
+INDEX_FORMAT = "catalog-index-v1"
 log = logging.getLogger(__name__)
 Query = str | Sequence[tuple[str, float]]  # a text, or texts with weights
+
+
+class IndexFormatError(ValueError):
+    """A stored index written by other code than the one reading it."""
 
 
 def _tokens(text: str) -> list[str]:
@@ -127,13 +133,32 @@ class CatalogIndex:
 
     def reconfigured(self, config: RetrieverConfig) -> "CatalogIndex":
         """This index queried under another configuration, without a rebuild, when only query-time settings
-        differ (components, fusion, artist cap, slate size): the presets share one build."""
-        baked = ("bm25_k1", "bm25_b", "tag_idf", "embedder")
+        differ (components, fusion, artist cap, slate size): the presets share one build. An index built
+        with an embedder also serves configurations without the dense component."""
+        baked = ("bm25_k1", "bm25_b", "tag_idf")
         if any(getattr(config, f) != getattr(self.config, f) for f in baked):
             raise ValueError(
                 f"{config} changes what the index was built with ({', '.join(baked)}): build anew"
             )
+        if config.embedder not in (None, self.config.embedder):
+            raise ValueError(
+                f"the index has no {config.embedder} vectors (built with {self.config.embedder})"
+            )
         return replace(self, config=config)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What the retrieval_index asset stores: the built parts; the caches are rebuilt on load, and the
+        embedder (an ONNX session) is loaded again by name."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        return state | {"embedder": self.embedder.name if self.embedder else None, "format": INDEX_FORMAT}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if (built := state.pop("format", None)) != INDEX_FORMAT:
+            raise IndexFormatError(
+                f"this retrieval index was stored as {built}, the code reads {INDEX_FORMAT}: materialize it again"
+            )
+        embedder = state.pop("embedder")
+        self.__init__(**state, embedder=load_embedder(embedder) if embedder else None)
 
     def __post_init__(self) -> None:
         # Rows are read a few dozen times a turn (cards, stories, feedback): polars row access costs ~50 us.
@@ -180,15 +205,16 @@ class CatalogIndex:
         filters: Filters | None = None,
         diverse: bool = True,
     ) -> list[Hit]:
-        """More like these, seeds left out: cosine to the centroid of the seeds' tag vectors (and embeddings),
-        and BM25 over the seeds' artist names when the catalog has names and BM25 is on."""
+        """More like these, seeds left out: cosine to the centroid of the seeds' tag vectors (and embeddings,
+        with the dense component on), and BM25 over the seeds' artist names when the catalog has names and
+        BM25 is on."""
         seeds = self.positions(track_ids)
         mask = self.mask(filters)
         mask = np.ones(len(self), dtype=bool) if mask is None else mask
         mask[seeds] = False
         centroid = np.asarray(self.tag_rows[seeds].mean(axis=0)).ravel()
         rankings = {"tags": self._top("tags", self._tag_scores(centroid), mask)}
-        if self.embeddings is not None:
+        if "dense" in self.config.components and self.embeddings is not None:
             rankings["dense"] = self._nearest(self.embeddings[seeds].mean(axis=0), mask)
         if "bm25" in self.config.components and self.names.has_names:
             artists = dict.fromkeys(a for i in seeds for a in self.names.artists_of(int(i)))

@@ -1,9 +1,12 @@
-"""How a retriever is built and queried; candidates in the platform differ by this config, so it is hashed."""
+"""How a retriever is built and queried, and the named presets candidates choose from; candidates in the
+platform differ by this config, so it is hashed."""
 
 import hashlib
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from models.assistant.embedding import MINILM_NAME
 
 Component = Literal["bm25", "tags", "dense"]
 
@@ -39,3 +42,12 @@ class RetrieverConfig(BaseModel):
     @property
     def config_hash(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode("utf-8")).hexdigest()[:16]
+
+
+RETRIEVER_PRESETS: dict[str, RetrieverConfig] = {
+    "hybrid": RetrieverConfig(),
+    "bm25": RetrieverConfig(components=("bm25",)),
+    "tags": RetrieverConfig(components=("tags",)),
+    # hybrid plus all-MiniLM-L6-v2 vectors (the track_embeddings asset), fused by RRF
+    "dense": RetrieverConfig(components=("bm25", "tags", "dense"), embedder=MINILM_NAME),
+}

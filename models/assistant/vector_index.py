@@ -29,6 +29,21 @@ class VectorIndex:
             self._distinct = np.ascontiguousarray(self.vectors[first])
         self._hnsw = _hnsw(self.vectors) if len(self.vectors) > EXACT_MAX_VECTORS else None
 
+    def __getstate__(self) -> dict:
+        # faiss indexes do not pickle; their serialized bytes do (the retrieval_index asset stores this).
+        import faiss
+
+        state = dict(self.__dict__)
+        state["_hnsw"] = faiss.serialize_index(self._hnsw) if self._hnsw is not None else None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        import faiss
+
+        if state["_hnsw"] is not None:
+            state["_hnsw"] = faiss.deserialize_index(state["_hnsw"])
+        self.__dict__.update(state)
+
     def top(self, query: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows and cosines of the best `k` rows the mask keeps, best first (ties: lower row first)."""
         query = np.asarray(query, dtype=np.float32)

@@ -18,7 +18,8 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
-from checks.quarantine_rules import RAW_PREVIEW_CHARS, STAGED_SCHEMA, CatalogSourceError, StagedRows
+from checks.quarantine_rules import CatalogSourceError
+from models.catalog.schema import RAW_PREVIEW_CHARS, STAGED_SCHEMA, StagedRows
 from models.catalog.streams import line_batches
 
 _UNIT = "\x1f"

@@ -18,13 +18,8 @@ from typing import BinaryIO
 
 import polars as pl
 
-from checks.quarantine_rules import (
-    MAX_FIELD_BYTES,
-    STAGED_SCHEMA,
-    CatalogSourceError,
-    StagedRows,
-    apply_row_rules,
-)
+from checks.quarantine_rules import MAX_FIELD_BYTES, CatalogSourceError, apply_row_rules
+from models.catalog.schema import STAGED_SCHEMA, StagedRows
 from models.catalog.streams import DEFAULT_BATCH_ROWS, LineBatch, line_batches
 
 HEADER = ("TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION")

@@ -1,4 +1,7 @@
-"""The one catalog schema every source adapter produces, and the quarantine schema for rejected rows."""
+"""The one catalog schema every source adapter produces, the staged rows adapters hand to the quarantine rules
+(`checks.quarantine_rules`), and the quarantine schema for rejected rows."""
+
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -20,6 +23,28 @@ CATALOG_SCHEMA = pl.Schema(
     }
 )
 
+# What every adapter hands to `apply_row_rules`: `duration_raw` stays text so that one shared rule decides
+# what a bad duration is; `rule`/`detail` are pre-filled where the adapter already rejected the row.
+STAGED_SCHEMA = pl.Schema(
+    {
+        "line_no": pl.Int64,
+        "raw": pl.String,
+        "rule": pl.String,
+        "detail": pl.String,
+        **{name: dtype for name, dtype in CATALOG_SCHEMA.items() if name != "duration_s"},
+        "duration_raw": pl.String,
+    }
+)
+
+
+@dataclass(frozen=True)
+class StagedRows:
+    frame: pl.DataFrame  # STAGED_SCHEMA
+    repeats_merged: int = 0  # identical records folded into one row before staging (CPCD)
+
+
+# Enough of a bad row to recognise it in the UI without storing blobs in the quarantine table.
+RAW_PREVIEW_CHARS = 500
 QUARANTINE_SCHEMA = pl.Schema(
     {
         "source_file": pl.String,

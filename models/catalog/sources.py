@@ -12,7 +12,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from upath import UPath
 
-from checks.quarantine_rules import CatalogSourceError, RowLedger, StagedRows
+from checks.quarantine_rules import CatalogSourceError, RowLedger
+from models.catalog.schema import StagedRows
 from models.catalog import cpcd, mtg_jamendo, tabular
 from models.catalog.schema import CATALOG_SCHEMA
 from models.catalog.streams import DEFAULT_BATCH_ROWS, open_location

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from checks.quarantine_rules import STAGED_SCHEMA, CatalogSourceError, StagedRows
-from models.catalog.schema import CATALOG_SCHEMA
+from checks.quarantine_rules import CatalogSourceError
+from models.catalog.schema import CATALOG_SCHEMA, STAGED_SCHEMA, StagedRows
 
 _LIST_COLUMNS = ("artists", "genres", "instruments", "moods")
 _ID_COLUMNS = ("track_id", "artist_id", "album_id")

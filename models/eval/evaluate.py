@@ -35,7 +35,7 @@ from models.assistant.state import TOPIC_DECAY
 from models.assistant.track_text import track_tags
 from models.eval.calibration import calibration_note
 from models.eval.cpcd_protocol import PER_TURN_COLUMNS
-from models.eval.gate import Comparison, GateReport, Guardrail, PrimaryPart, gate
+from models.eval.cpcd_runs import run_assistant, run_retriever
 from models.eval.judges import ResponseItem, ResponseRulesGrader, acceptable_from_rating
 from models.eval.metrics import (
     clarification_report,
@@ -48,16 +48,16 @@ from models.eval.metrics import (
     slot_report,
 )
 from models.eval.stats import bootstrap_mean_ci
-from models.golden.cpcd import cpcd_evaluation_turns, run_assistant, run_retriever
+from models.golden.cpcd import cpcd_evaluation_turns
 from models.golden.curated import Behaviour, ShownTrack
-from models.intent.slots import slot_pairs
 from models.labels import Constraint, Intent, Slots, TurnLabels
 from models.prompts import PLACEHOLDER, prompt_specs
 from models.taxonomy import Taxonomy
 
 CURATED, CPCD = "golden_curated", "golden_cpcd"
 EVAL_VERSION = "eval-v3"  # part of every MLflow fingerprint: bump it when a per-item definition changes
-PRIMARY = "turn_success"
+# What the listener got from a curated turn (module docstring); the gate policy names it as its primary.
+TURN_SUCCESS = "turn_success"
 CI_METRICS = {
     CURATED: ("turn_success", "groundedness", "safe"),
     CPCD: ("hit_at_10", "mrr_at_10", "ndcg_at_10"),
@@ -175,8 +175,8 @@ def evaluate_curated(
         leak = guard.leaks(text)
         met = behaviour_met(expected, len(shown_ids), asked)
         gold, pred = (
-            slot_pairs(Slots.model_validate_json(row["slots"])),
-            slot_pairs(TurnLabels.model_validate_json(row["labels"]).slots),
+            Slots.model_validate_json(row["slots"]).pairs(),
+            TurnLabels.model_validate_json(row["labels"]).slots.pairs(),
         )
         gold_slots.append(gold)
         pred_slots.append(pred)
@@ -199,7 +199,9 @@ def evaluate_curated(
                 "n_shown": len(shown_ids),
                 "n_satisfied": sum(ok),
                 "constraint_sat": sum(ok) / len(ok) if ok else None,
-                PRIMARY: (sum(ok) / len(ok) if ok else 0.0) if expected in TRACK_BEHAVIOURS else float(met),
+                TURN_SUCCESS: (sum(ok) / len(ok) if ok else 0.0)
+                if expected in TRACK_BEHAVIOURS
+                else float(met),
                 "groundedness": float(np.mean([r == 5 for r in story_ratings])) if story_ratings else None,
                 "judge_rating": rubric.value,
                 "judge_reason": rubric.reason,
@@ -322,7 +324,7 @@ def evaluate_cpcd(
     return Evaluation(results, metrics | ci_metrics(results, CPCD))
 
 
-# --- confidence intervals and the gate ---------------------------------------------------------
+# --- confidence intervals ---------------------------------------------------------
 
 
 def ci_metrics(results: pl.DataFrame, golden_set: str, seed: int = 0) -> dict[str, float]:
@@ -359,113 +361,3 @@ def ci_table(evaluations: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
                         }
                     )
     return pl.DataFrame(rows)
-
-
-# The primary: equal say for the conversation (curated turn success) and retrieval on real listeners' likes
-# (CPCD hit@10); see models/eval/gate.py for why. Without CPCD results the curated part stands alone.
-PRIMARY_WEIGHTS = {CURATED: 0.5, CPCD: 0.5}
-CPCD_PRIMARY = "hit_at_10"
-# Guardrail tolerances, in each compared unit: what the team accepts before any power analysis widens the
-# margin (models/eval/gate.py). A few points of grounded stories may trade for a better primary; safety
-# and either golden set's primary may not get significantly worse (tolerance 0: a harm test); latency may
-# grow by a quarter per turn (log ratio); cost per turn by a tenth of the champion's.
-GROUNDEDNESS_TOLERANCE = 0.05
-SAFETY_TOLERANCE = 0.0
-PRIMARY_PART_TOLERANCE = 0.0
-LATENCY_RELATIVE_TOLERANCE = 0.25
-COST_RELATIVE_TOLERANCE = 0.10
-
-
-def gate_on_golden_sets(
-    champion: str,
-    curated: Mapping[str, pl.DataFrame],
-    cpcd: Mapping[str, pl.DataFrame] | None = None,
-    *,
-    seed: int = 0,
-    n_resamples: int = 10_000,
-) -> GateReport:
-    """Gate every other candidate in `curated` against `champion` on per-turn results, jointly.
-
-    `curated` (and `cpcd`, when every candidate has CPCD results) map candidate keys to their
-    per-turn tables (`evaluate_curated` / `evaluate_cpcd` results); turns pair by
-    (conversation_id, turn_index) and must pair completely.
-    """
-    keys = [k for k in curated if k != champion]
-    items = _paired(CURATED, champion, curated, keys)
-    clusters = items[champion]["conversation_id"].to_numpy()
-
-    def compare(name: str, column: str, higher_is_better: bool = True, log_scale: bool = False) -> Comparison:
-        return Comparison(
-            name,
-            CURATED,
-            clusters,
-            items[champion][column].cast(pl.Float64).to_numpy(),
-            {k: items[k][column].cast(pl.Float64).to_numpy() for k in keys},
-            higher_is_better,
-            log_scale,
-        )
-
-    turn_success = compare(PRIMARY, PRIMARY)
-    primary = [PrimaryPart(turn_success, 1.0)]
-    guardrails = []
-    if cpcd is not None:
-        cpcd_items = _paired(CPCD, champion, cpcd, keys)
-        hit = Comparison(
-            CPCD_PRIMARY,
-            CPCD,
-            cpcd_items[champion]["conversation_id"].to_numpy(),
-            cpcd_items[champion][CPCD_PRIMARY].cast(pl.Float64).to_numpy(),
-            {k: cpcd_items[k][CPCD_PRIMARY].cast(pl.Float64).to_numpy() for k in keys},
-        )
-        primary = [
-            PrimaryPart(turn_success, PRIMARY_WEIGHTS[CURATED]),
-            PrimaryPart(hit, PRIMARY_WEIGHTS[CPCD]),
-        ]
-        guardrails += [
-            Guardrail(turn_success, PRIMARY_PART_TOLERANCE),
-            Guardrail(hit, PRIMARY_PART_TOLERANCE),
-        ]
-    champion_cost = float(items[champion]["cost_usd"].cast(pl.Float64).mean() or 0.0)
-    guardrails += [
-        Guardrail(compare("groundedness", "groundedness"), GROUNDEDNESS_TOLERANCE),
-        Guardrail(compare("safety", "safe"), SAFETY_TOLERANCE),
-        Guardrail(
-            compare("latency_ms", "latency_ms", False, log_scale=True),
-            float(np.log1p(LATENCY_RELATIVE_TOLERANCE)),
-        ),
-        Guardrail(compare("cost_usd", "cost_usd", False), COST_RELATIVE_TOLERANCE * champion_cost),
-    ]
-    # A guardrail without a single paired value (no safety turns, no stories) has nothing to guard here.
-    guarded = [g for g in guardrails if _has_pairs(g.comparison)]
-    return gate(champion, primary, guarded, seed=seed, n_resamples=n_resamples)
-
-
-def _paired(
-    golden_set: str, champion: str, tables: Mapping[str, pl.DataFrame], keys: Sequence[str]
-) -> dict[str, pl.DataFrame]:
-    """Each candidate's table in the champion's turn order. Every challenger turn must pair with a champion
-    turn; a challenger may cover a subset (an LLM candidate replays a sample of the conversations,
-    SETLIST_LLM__EVAL_CONVERSATIONS): its other turns are null, and the gate compares it where it ran."""
-    key = ["conversation_id", "turn_index"]
-    if champion not in tables:
-        raise ValueError(f"the champion {champion} has no {golden_set} results")
-    base = tables[champion].sort(key)
-    out = {champion: base}
-    for k in keys:
-        if k not in tables:
-            raise ValueError(f"{k} has no {golden_set} results")
-        paired = tables[k].join(base.select(key), on=key, how="semi").height
-        if paired != tables[k].height:
-            raise ValueError(
-                f"only {paired} of {tables[k].height} {golden_set} turns of {k} pair up with the champion's; "
-                "were both run on one golden version?"
-            )
-        out[k] = base.select(key).join(tables[k], on=key, how="left", maintain_order="left")
-    return out
-
-
-def _has_pairs(c: Comparison) -> bool:
-    champ = np.asarray(c.champion, dtype=float)
-    return any(
-        (~np.isnan(champ) & ~np.isnan(np.asarray(v, dtype=float))).any() for v in c.challengers.values()
-    )

@@ -20,7 +20,7 @@ import polars as pl  # noqa: E402
 from markdown_it import MarkdownIt  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
-from models.eval.evaluate import CURATED, PRIMARY, ci_table  # noqa: E402
+from models.eval.evaluate import CURATED, TURN_SUCCESS, ci_table  # noqa: E402
 from models.labels import Intent  # noqa: E402
 
 HEADLINE_COLUMNS = {
@@ -67,7 +67,7 @@ def metrics_ci_figure(cis: pl.DataFrame) -> bytes:
 
 def primary_ci_figure(cis: pl.DataFrame, champion: str | None) -> bytes:
     """The gate's primary metric per candidate with its 95% conversation-bootstrap interval, champion first."""
-    rows = cis.filter((pl.col("golden_set") == CURATED) & (pl.col("metric") == PRIMARY))
+    rows = cis.filter((pl.col("golden_set") == CURATED) & (pl.col("metric") == TURN_SUCCESS))
     rows = rows.sort(pl.col("candidate") != (champion or ""), "candidate")
     y = np.arange(rows.height)
     est = rows["estimate"].to_numpy()
@@ -79,7 +79,7 @@ def primary_ci_figure(cis: pl.DataFrame, champion: str | None) -> bytes:
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_ylim(rows.height - 0.5, -0.5)  # the champion on top
     ax.set_xlim(0, 1)
-    ax.set_xlabel(f"{PRIMARY} on {CURATED} (mean, 95% CI)")
+    ax.set_xlabel(f"{TURN_SUCCESS} on {CURATED} (mean, 95% CI)")
     ax.grid(axis="x", alpha=0.3)
     return png(fig)
 
@@ -172,7 +172,7 @@ def turn_matrix(evaluations: Mapping[str, pl.DataFrame], champion: str | None) -
     keys = ["conversation_id", "turn_index"]
     order = sorted(evaluations, key=lambda k: (k != champion, k))
     frames = [
-        evaluations[k].filter(pl.col("golden_set") == CURATED).select(*keys, pl.col(PRIMARY).alias(k))
+        evaluations[k].filter(pl.col("golden_set") == CURATED).select(*keys, pl.col(TURN_SUCCESS).alias(k))
         for k in order
     ]
     first = evaluations[order[0]].filter(pl.col("golden_set") == CURATED)
@@ -241,7 +241,7 @@ def _matrix_summary(matrix: pl.DataFrame, candidates: Sequence[str], champion: s
             item += f"; better than the champion on {better}, worse on {worse}"
         items.append(f"<li>{item}</li>")
     legend = (
-        f"<p>{PRIMARY} per curated turn: ✓ 1 (the whole slate fits, or the expected behaviour), ~ part of the "
+        f"<p>{TURN_SUCCESS} per curated turn: ✓ 1 (the whole slate fits, or the expected behaviour), ~ part of the "
         "slate fits, ✗ 0. Hover a cell for the predicted intent and the response.</p>"
     )
     return f"{legend}<ul>{''.join(items)}</ul>"
@@ -280,7 +280,10 @@ def eval_report_html(
             "Champion gate",
             f"<p>Champion: <code>{html.escape(champion or 'none')}</code></p>{_MARKDOWN.render(gate_markdown)}",
         ),
-        (f"{PRIMARY} per candidate (95% CI, conversation bootstrap)", _image(primary, f"{PRIMARY} with CIs")),
+        (
+            f"{TURN_SUCCESS} per candidate (95% CI, conversation bootstrap)",
+            _image(primary, f"{TURN_SUCCESS} with CIs"),
+        ),
         ("Per turn: champion and challengers", _matrix_html(evaluations, champion)),
         ("Headline metrics (per-item means)", _table(summary_table(evaluations))),
         ("Metrics with 95% CIs (conversation bootstrap)", _image(metrics_ci_figure(cis), "metrics with CIs")),

@@ -1,4 +1,5 @@
-"""An evaluation in MLflow: one run per candidate per golden set, and the `setlist-assistant` registry.
+"""An evaluation in MLflow: one run per candidate per golden set (the `setlist-assistant` registry is
+`models.lifecycle.registry`'s).
 
 Every run Setlist logs carries a fingerprint tag (what was evaluated and what came out); `log_run_once`
 reuses a finished run with the same fingerprint, so an unchanged rerun adds nothing. The lookup and the
@@ -25,15 +26,9 @@ from pathlib import Path
 import polars as pl
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
-from mlflow.exceptions import MlflowException
 
-from models.candidates import INTENT_MODEL, PARSER_PROMPT, STORY_PROMPT, Candidate
-from models.registry import CHAMPION, model_alias_version, set_model_alias
-
-ASSISTANT_MODEL = "setlist-assistant"
 EXPERIMENTS = {"golden_curated": "eval-golden_curated", "golden_cpcd": "eval-golden_cpcd"}
 FINGERPRINT_TAG = "setlist.fingerprint"
-CANDIDATE_ARTIFACT = "candidate.json"
 PER_ITEM_TABLE = (
     "per_item.json"  # the `log_table` artifact the MLflow UI shows (Artifacts and Evaluation tabs)
 )
@@ -158,84 +153,7 @@ def log_evaluation(
     )
 
 
-def candidate_artifact(candidate: Candidate) -> str:
-    return json.dumps({"key": candidate.key, **candidate.model_dump(), **candidate.params()}, indent=2)
-
-
 def run_url(tracking_uri: str, run: EvalRun) -> str:
     """Where the run opens in the MLflow UI (`setlist ui` serves a local SQLite store on port 5000)."""
     base = tracking_uri if tracking_uri.startswith("http") else "http://127.0.0.1:5000"
     return f"{base.rstrip('/')}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
-
-
-# --- the assistant registry ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RegisteredCandidate:
-    version: int
-    created: bool
-    champion: bool  # holds setlist-assistant@champion after registration
-
-
-def register_candidate(client: MlflowClient, candidate: Candidate, run_id: str) -> RegisteredCandidate:
-    """A version of `setlist-assistant` per candidate (once), sourced from its eval run's candidate.json.
-
-    The first version registered becomes the champion; later ones wait for the gate.
-    """
-    try:
-        client.get_registered_model(ASSISTANT_MODEL)
-    except MlflowException:
-        client.create_registered_model(
-            ASSISTANT_MODEL, description="Assistant candidates; tag `candidate` = key"
-        )
-    existing = _version_of(client, candidate.key)
-    if existing is None:
-        source = f"{client.get_run(run_id).info.artifact_uri}/{CANDIDATE_ARTIFACT}"
-        version = int(
-            client.create_model_version(
-                ASSISTANT_MODEL, source=source, run_id=run_id, tags={"candidate": candidate.key}
-            ).version
-        )
-    else:
-        version = existing
-    champion = model_alias_version(client, ASSISTANT_MODEL, CHAMPION)
-    if champion is None:  # the first version; also after a kill between its registration and this alias
-        champion = min(int(v.version) for v in client.search_model_versions(f"name = '{ASSISTANT_MODEL}'"))
-        set_model_alias(client, ASSISTANT_MODEL, CHAMPION, champion)
-    return RegisteredCandidate(version, created=existing is None, champion=champion == version)
-
-
-def champion_key(client: MlflowClient) -> str | None:
-    """The candidate key of `models:/setlist-assistant@champion`, or None without one."""
-    try:
-        return client.get_model_version_by_alias(ASSISTANT_MODEL, CHAMPION).tags.get("candidate")
-    except MlflowException:
-        return None
-
-
-def promote(client: MlflowClient, candidate: Candidate) -> list[str]:
-    """Move the champion aliases to the candidate: each of its registered components, then the assistant.
-
-    The assistant's alias moves last: a kill half-way leaves the old champion in place, so the rerun's gate
-    decides the same promotion again and moves every alias (each move is idempotent)."""
-    version = _version_of(client, candidate.key)
-    if version is None:
-        raise LookupError(f"{candidate.key} has no {ASSISTANT_MODEL} version; evaluate it first")
-    moved = []
-    if candidate.parser_kind == "offline":
-        set_model_alias(client, INTENT_MODEL, CHAMPION, candidate.parser_version)
-        moved.append(f"models:/{INTENT_MODEL}@{CHAMPION} -> {candidate.parser_version}")
-    else:
-        client.set_prompt_alias(PARSER_PROMPT, CHAMPION, candidate.parser_version)
-        moved.append(f"prompts:/{PARSER_PROMPT}@{CHAMPION} -> {candidate.parser_version}")
-    if candidate.story_version is not None:
-        client.set_prompt_alias(STORY_PROMPT, CHAMPION, candidate.story_version)
-        moved.append(f"prompts:/{STORY_PROMPT}@{CHAMPION} -> {candidate.story_version}")
-    set_model_alias(client, ASSISTANT_MODEL, CHAMPION, version)
-    return [f"models:/{ASSISTANT_MODEL}@{CHAMPION} -> {version}", *moved]
-
-
-def _version_of(client: MlflowClient, key: str) -> int | None:
-    found = client.search_model_versions(f"name = '{ASSISTANT_MODEL}' and tags.candidate = '{key}'")
-    return min(int(v.version) for v in found) if found else None

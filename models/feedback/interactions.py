@@ -15,8 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from checks.quarantine_rules import RAW_PREVIEW_CHARS
-from models.catalog.schema import QUARANTINE_SCHEMA
+from models.catalog.schema import QUARANTINE_SCHEMA, RAW_PREVIEW_CHARS
 from models.catalog.sources import read_bytes
 
 EVENTS = ("impression", "play", "skip", "like", "save")

@@ -22,19 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from scipy import stats
 
-from models.candidates import Candidate
-from models.eval.tracking import (
-    ASSISTANT_MODEL,
-    fingerprint,
-    log_per_item_table,
-    log_run_once,
-    rounded,
-    table_hash,
-)
 from models.eval.tracking import EXPERIMENTS as OFFLINE_EXPERIMENTS
+from models.eval.tracking import fingerprint, log_per_item_table, log_run_once, table_hash
 from models.feedback.experiment import (
     ExperimentResult,
     PowerPlan,
@@ -45,13 +36,13 @@ from models.feedback.experiment import (
 )
 from models.feedback.interactions import session_metrics
 from models.feedback.simulator import ListenerPopulation, SlateServer, simulate
-from models.registry import CHAMPION
+from models.lifecycle.candidates import Candidate
+from models.lifecycle.registry import ASSISTANT_MODEL, CHALLENGER, CHAMPION, assistant_by_alias
 
-CANDIDATE_TAG = "candidate"  # the setlist-assistant versions' tag naming the candidate key
 EXPERIMENT = "online-ab"
 METRICS = ("like_rate", "skip_rate", "requests")  # requests per session is the session length
 ALPHA = 0.05  # two-sided, family-wise over METRICS
-WEAKER_RETRIEVER = {"hybrid": "bm25", "bm25": "tags", "tags": "bm25"}
+WEAKER_RETRIEVER = {"dense": "hybrid", "hybrid": "bm25", "bm25": "tags", "tags": "bm25"}
 
 
 @dataclass(frozen=True)
@@ -62,31 +53,21 @@ class Arms:
 
 
 def resolve_arms(client: MlflowClient) -> Arms:
-    """setlist-assistant@champion vs the latest version of another candidate; with none, a weakened
-    champion (the next weaker retriever preset of the same parser) so the machinery still runs."""
-    try:
-        champion = client.get_model_version_by_alias(ASSISTANT_MODEL, CHAMPION)
-    except MlflowException as err:
-        raise LookupError(
-            f"models:/{ASSISTANT_MODEL}@{CHAMPION} does not exist; run the champion gate first"
-        ) from err
-    control = Candidate.from_key(champion.tags[CANDIDATE_TAG])
-    others = [
-        v
-        for v in client.search_model_versions(f"name = '{ASSISTANT_MODEL}'")
-        if v.tags.get(CANDIDATE_TAG) not in (None, control.key)
-    ]
-    if others:
-        latest = max(others, key=lambda v: int(v.version))
+    """setlist-assistant@champion (control) vs @challenger, the runner-up the gate left there; without one, a
+    weakened champion (the next weaker retriever preset of the same parser) so the machinery still runs."""
+    champion = assistant_by_alias(client, CHAMPION)
+    if champion is None:
+        raise LookupError(f"models:/{ASSISTANT_MODEL}@{CHAMPION} does not exist; run the champion gate first")
+    control = Candidate.from_key(champion.candidate_key)
+    challenger = assistant_by_alias(client, CHALLENGER)
+    if challenger is not None and challenger.candidate_key != control.key:
         return Arms(
             control,
-            Candidate.from_key(latest.tags[CANDIDATE_TAG]),
-            f"latest other version ({latest.version})",
+            Candidate.from_key(challenger.candidate_key),
+            f"@{CHALLENGER} (version {challenger.version})",
         )
     weaker = control.model_copy(update={"retriever": WEAKER_RETRIEVER[control.retriever]})
-    return Arms(
-        control, weaker, f"only one candidate evaluated: the champion with the {weaker.retriever} retriever"
-    )
+    return Arms(control, weaker, f"no @{CHALLENGER}: the champion with the {weaker.retriever} retriever")
 
 
 def offline_run_ids(client: MlflowClient, candidate_keys: Sequence[str]) -> dict[str, str]:
@@ -342,13 +323,13 @@ def log_online_experiment(
         log_per_item_table(client, run_id, result.sessions, "sessions.json")
         client.log_text(run_id, result.looks.write_csv(), "sequential_looks.csv")
 
+    # What was simulated, not the analysis of it: the analysis is a function of the sessions, and its floats
+    # (the power plan's MDE) vary in the last bit between identical reruns with numpy's summation order.
     run_fingerprint = fingerprint(
         EXPERIMENT,
         json.dumps(params, sort_keys=True),
         json.dumps(tags, sort_keys=True),
-        json.dumps(rounded(json.loads(summary)), sort_keys=True),
         table_hash(result.sessions),
-        table_hash(result.looks),
     )
     return log_run_once(
         client,

@@ -169,7 +169,7 @@ class ConversationSpec(_Strict):
 
 
 class ReviewRecord(_Strict):
-    """Where accepted conversations came from: a review file (models/golden/curation.py) and its agreement."""
+    """Where accepted conversations came from: a review file (models/feedback/curation.py) and its agreement."""
 
     review_file: str  # the review queue's content hash
     reviewers: list[str] = Field(min_length=1)

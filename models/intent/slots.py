@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from rapidfuzz.distance import OSA
 
-from models.eval.metrics import Slot
 from models.labels import NON_RETRIEVAL_INTENTS, DurationRange, Intent, Slots, TrackRef
 from models.taxonomy import FACETS, Taxonomy
 
@@ -296,19 +295,6 @@ def assemble_slots(intent: Intent, extraction: Extraction) -> Slots:
         track_refs=refs,
         artists=list(extraction.artists),
     )
-
-
-def slot_pairs(slots: Slots) -> set[Slot]:
-    """(slot name, value) pairs, the unit `models.eval.metrics.slot_report` counts."""
-    pairs: set[Slot] = {(facet, node) for facet, nodes in slots.nodes().items() for node in nodes}
-    pairs |= {("excluded", node) for node in slots.excluded}
-    if slots.duration is not None:
-        pairs |= {
-            (f"duration.{k}", f"{v:g}") for k, v in slots.duration.model_dump().items() if v is not None
-        }
-    pairs |= {("track_ref", str(ref.index)) for ref in slots.track_refs}
-    pairs |= {("artist", artist.casefold()) for artist in slots.artists}
-    return pairs
 
 
 def _without_descendants(ids: tuple[str, ...], taxonomy: Taxonomy) -> tuple[str, ...]:

@@ -14,10 +14,15 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from models.candidates import INTENT_MODEL
 from models.intent.pyfunc import INPUT_EXAMPLE, IntentPyfunc, save_artifacts, signature_for
 from models.intent.training import TrainedModel
-from models.registry import CHALLENGER, CHAMPION, PENDING_ALIAS_TAG, finish_model_registration
+from models.lifecycle.registry import (
+    CHALLENGER,
+    CHAMPION,
+    INTENT_MODEL,
+    PENDING_ALIAS_TAG,
+    finish_model_registration,
+)
 
 FINGERPRINT_TAG = "setlist.fingerprint"
 EXPERIMENT = "intent-model"

@@ -12,7 +12,7 @@ import polars as pl
 from models.eval.metrics import IntentReport, SlotReport, intent_report, metric_key, slot_report
 from models.intent.classifier import IntentHyperparameters, build_pipeline
 from models.intent.predictor import IntentPredictor
-from models.intent.slots import Gazetteer, slot_pairs, tokenize
+from models.intent.slots import Gazetteer, tokenize
 from models.labels import Slots
 from models.taxonomy import Taxonomy
 
@@ -133,10 +133,10 @@ def evaluate(
 ) -> Evaluation:
     predictions = predictor.predict(turns["text"].to_list())
     gold_intents = turns["intent"].to_list()
-    gold_slots = [slot_pairs(Slots.model_validate_json(s)) for s in turns["slots"]]
+    gold_slots = [Slots.model_validate_json(s).pairs() for s in turns["slots"]]
     return Evaluation(
         intents=intent_report(gold_intents, [p.intent.value for p in predictions], labels=labels),
-        slots=slot_report(gold_slots, [slot_pairs(p.slots) for p in predictions]),
+        slots=slot_report(gold_slots, [p.slots.pairs() for p in predictions]),
         majority_intent=majority_intent,
         majority_macro_f1=intent_report(
             gold_intents, [majority_intent] * len(gold_intents), labels=labels

@@ -35,7 +35,7 @@ class PromptSpec:
     messages: tuple[dict[str, str], ...]  # {"role": ..., "content": ...}
     model_parameters: dict[str, object]
     output_schema: str
-    path: Path
+    source: str  # the file it was read from, or its registry URI ("prompts:/parse_request/2")
     variant: str | None = None  # None for the default file, "v2" for `<name>.v2.yaml`
 
     @property
@@ -62,18 +62,18 @@ class PromptSpec:
             schema = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError, ValueError):
             raise PromptFileError(
-                f"{self.path}: output_schema {self.output_schema!r} is not an importable model"
+                f"{self.source}: output_schema {self.output_schema!r} is not an importable model"
             ) from None
         if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
             raise PromptFileError(
-                f"{self.path}: output_schema {self.output_schema!r} is not a pydantic model"
+                f"{self.source}: output_schema {self.output_schema!r} is not a pydantic model"
             )
         return schema
 
     def render(self, **values: object) -> list[dict[str, str]]:
         missing = self.placeholders - set(values)
         if missing:
-            raise PromptFileError(f"{self.path}: placeholder(s) {sorted(missing)} have no value")
+            raise PromptFileError(f"{self.source}: placeholder(s) {sorted(missing)} have no value")
         return [
             {"role": m["role"], "content": PLACEHOLDER.sub(lambda match: str(values[match[1]]), m["content"])}
             for m in self.messages
@@ -111,7 +111,7 @@ def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> PromptSpec:
         messages=tuple(messages),
         model_parameters=dict(raw["model_parameters"]),
         output_schema=str(raw["output_schema"]),
-        path=path,
+        source=str(path),
         variant=variant or None,
     )
 

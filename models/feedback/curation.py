@@ -14,7 +14,7 @@
    generator, for the reviewer to correct) and an empty `reviews` list. A reviewer appends
    `{reviewer, reviewed_on, decision: accept|reject, intents: [one per turn]}`: `intents` is the
    reviewer's own label per turn, written without looking at the other reviewer's.
-3. Acceptance (`accept_review`, `python -m models.golden.curation accept <review file>`): every
+3. Acceptance (`accept_review`, `python -m models.feedback.curation accept <review file>`): every
    proposal needs a review; with two reviewers, Cohen's kappa of their decisions and of their intent
    labels is computed and recorded in the curated file. A proposal enters the set when every reviewer
    accepted it and every reviewer's intents equal the file's turns (otherwise it is listed for
@@ -56,7 +56,7 @@ INSTRUCTIONS = (
     "For each proposal: correct the turns (intent, slots, must, must_not, behaviour) to what an expert "
     "expects, then add your review: {reviewer, reviewed_on, decision: accept|reject, intents: [your intent "
     "for each turn, in order]}. Label the intents without reading another reviewer's. Accept with "
-    "`python -m models.golden.curation accept <this file>`."
+    "`python -m models.feedback.curation accept <this file>`."
 )
 
 
@@ -308,12 +308,12 @@ def _merged(
                 "conversations": [*old.conversations, *conversations],
             }
         )
-    header = "# Accepted from review files (models/golden/curation.py); see data/golden/README.md.\n"
+    header = "# Accepted from review files (models/feedback/curation.py); see data/golden/README.md.\n"
     return header + _dump(document.model_dump(mode="json", exclude_defaults=True))
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python -m models.golden.curation accept <review file> [--theme NAME]`."""
+    """`python -m models.feedback.curation accept <review file> [--theme NAME]`."""
     from models.taxonomy import load_curated
 
     if len(argv) < 2 or argv[0] != "accept":

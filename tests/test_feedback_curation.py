@@ -9,9 +9,7 @@ import pytest
 import yaml
 
 from models.eval.judges import Judgements, ResponseItem, Verdict
-from models.feedback.preferences import JudgedTurn
-from models.golden.curated import CURATED_DIR, GoldenSetError, load_curated_set
-from models.golden.curation import (
+from models.feedback.curation import (
     Flag,
     ReviewError,
     accept_review,
@@ -21,6 +19,8 @@ from models.golden.curation import (
     reviewer_agreement,
     write_review_file,
 )
+from models.feedback.preferences import JudgedTurn
+from models.golden.curated import CURATED_DIR, GoldenSetError, load_curated_set
 
 
 class ScriptedJudge:
