@@ -17,7 +17,6 @@ from models.catalog.schema import (
     CATALOG_SCHEMA,
     QUARANTINE_SCHEMA,
     RAW_PREVIEW_CHARS,
-    STAGED_SCHEMA,
     StagedRows,
     empty_catalog,
     empty_quarantine,

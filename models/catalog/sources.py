@@ -13,9 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from upath import UPath
 
 from checks.quarantine_rules import CatalogSourceError, RowLedger
-from models.catalog.schema import StagedRows
 from models.catalog import cpcd, mtg_jamendo, tabular
-from models.catalog.schema import CATALOG_SCHEMA
+from models.catalog.schema import CATALOG_SCHEMA, StagedRows
 from models.catalog.streams import DEFAULT_BATCH_ROWS, open_location
 from models.file_versions import file_version
 
