@@ -1,7 +1,8 @@
 """Where a run's steps execute, chosen by SETLIST_EXECUTOR; the graph is the same on every engine.
 
 - `in_process`: one process runs every step (the embedded default, `setlist run`);
-- `multiprocess`: one process per step on the machine of the run (the gcp profile's default);
+- `multiprocess`: one process per step on the machine of the run, forked from a server that has the
+  definitions imported (the gcp profile's default);
 - `celery`: each step is a task on a Celery broker (SETLIST_CELERY__*), run by whichever worker takes it
   (`celery -A orchestration.celery_app worker`, on any machine that sees the same settings, storage and
   Dagster instance). On Kubernetes, dagster-celery-k8s / dagster-k8s take the same place (README).
@@ -35,5 +36,8 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
 
         return celery_executor.configured(celery_app_args(settings.celery), name="celery")
     if kind == "multiprocess":
-        return dg.multiprocess_executor
+        # Each step's process is forked from a server that has imported the definitions once; spawned, every
+        # step would import them again (about 12 s each on a loaded 2-core machine: benchmarks/engines.py).
+        preload = {"forkserver": {"preload_modules": ["orchestration.definitions"]}}
+        return dg.multiprocess_executor.configured({"start_method": preload}, name="multiprocess")
     return dg.in_process_executor
