@@ -115,7 +115,7 @@ def test_main_job_on_celery_equals_in_process(stack, main_job, reference):
     assert celery_tables.keys() == reference_tables.keys()
     for name, frame in celery_tables.items():
         assert_frame_equal(
-            _comparable(frame), _comparable(reference_tables[name]), check_exact=False, rtol=1e-6
+            _comparable(frame), _comparable(reference_tables[name]), check_exact=False, rel_tol=1e-6
         )
 
     assert mlflow_runs(stack.mlflow_uri) == mlflow_runs(settings.mlflow_tracking_uri)
