@@ -336,8 +336,7 @@ def test_a_worker_killed_mid_step_fails_the_run_with_the_reason_and_the_retry_co
     _add_candidates(stack, [key])
     versions = registry_versions(stack.mlflow_uri)
     run_id = stack.submit("setlist_candidates", partition=key)
-    _wait_for_steps(stack, [run_id], "candidate_evaluation")
-    time.sleep(1)  # into the step's work
+    _wait_for_steps(stack, [run_id], "candidate_evaluation")  # started, seconds before it can end
     with stack.instance() as instance:
         worker = stack.services[_worker_of(instance, run_id, "candidate_evaluation").removeprefix("setlist-")]
     for pool_process in psutil.Process(worker.process.pid).children():
