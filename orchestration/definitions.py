@@ -16,6 +16,7 @@ import assets.taxonomy
 from assets.intent import build_intent_assets
 from assets.prompts import build_prompt_assets
 from orchestration import automation, stages
+from orchestration.executors import executor_for
 from orchestration.io_manager import ParquetIOManager
 from orchestration.llm_resource import LLMGatewayResource
 from orchestration.registry_sensor import registry_sensor
@@ -73,7 +74,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "catalog_source": settings.catalog,
         "llm": LLMGatewayResource.from_settings(settings.llm, cache_path=settings.llm_cache_path),
         "mlflow": MLflowTracking(
-            tracking_uri=settings.mlflow_tracking_uri, artifact_root=settings.mlflow_artifact_root
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=settings.mlflow_artifact_root,
+            lock_url=settings.mlflow_lock_url,
         ),
         "eval_reports": EvalReports(directory=str(settings.home_dir / "reports")),
     }
@@ -108,9 +111,7 @@ def build_definitions(
             automation.automation_sensor(),
         ],
         loggers=loggers,
-        # Locally one process runs the steps; in production each step gets its own process
-        # (deploy on Kubernetes by swapping in dagster-k8s's k8s_job_executor here).
-        executor=dg.multiprocess_executor if settings.profile == "gcp" else dg.in_process_executor,
+        executor=executor_for(settings),  # SETLIST_EXECUTOR: in_process, multiprocess or celery
     )
 
 

@@ -13,6 +13,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from orchestration.local_state import ensure_mlflow_store, file_lock
+from orchestration.registry_lock import advisory_lock
 
 INDEX_IO_MANAGER = "index_io_manager"  # the retrieval indexes: pickled objects, not tables
 
@@ -38,6 +39,9 @@ class MLflowTracking(dg.ConfigurableResource):
 
     tracking_uri: str
     artifact_root: str  # a URI: file:///..., gs://...
+    lock_url: str | None = (
+        None  # PostgreSQL for the registry lock of a shared server (SETLIST_MLFLOW_LOCK_URL)
+    )
 
     def client(self) -> MlflowClient:
         ensure_mlflow_store(self.tracking_uri)  # built aside and renamed: a kill never leaves half a schema
@@ -56,10 +60,15 @@ class MLflowTracking(dg.ConfigurableResource):
 
     @contextmanager
     def registry_lock(self) -> Iterator[None]:
-        """Serialise get-or-create writes (experiments, prompt and model versions) between processes sharing
-        the local SQLite store: two concurrent `setlist run`s would otherwise both register the same version."""
+        """Serialise get-or-create writes (experiments, prompt and model versions) between processes: two
+        concurrent runs would otherwise both register the same version. A shared server: a PostgreSQL advisory
+        lock; the local SQLite store: a file lock beside it."""
+        if self.lock_url:
+            with advisory_lock(self.lock_url, f"setlist.mlflow.registry {self.tracking_uri}"):
+                yield
+            return
         if not self.tracking_uri.startswith("sqlite:///"):
-            yield  # a shared server: production runs are serialised per asset by Dagster, not by a file lock
+            yield  # a server without SETLIST_MLFLOW_LOCK_URL (the gcp profile requires it): unserialised
             return
         with file_lock(Path(self.tracking_uri.removeprefix("sqlite:///")).with_suffix(".lock")):
             yield

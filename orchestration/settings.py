@@ -98,6 +98,17 @@ class GcpSettings(BaseModel):
     bucket: str | None = None  # gs://bucket/prefix: MLflow artifacts and Setlist files
 
 
+class CelerySettings(BaseModel):
+    """The Celery executor (SETLIST_EXECUTOR=celery): the run submits each step to `queue` on the broker, and
+    workers started with `celery -A orchestration.celery_app worker` read these same settings."""
+
+    broker_url: str = "pyamqp://guest:guest@127.0.0.1:5672//"
+    backend_url: str = (
+        "rpc://"  # results travel back over the broker (AMQP); use redis:// with a Redis broker
+    )
+    queue: str = "setlist"
+
+
 class LocalLLMSettings(BaseModel):
     """`setlist llm install|serve`: llama.cpp's OpenAI-compatible server on 127.0.0.1 (models/llm/local_server.py)."""
 
@@ -130,13 +141,30 @@ class Settings(BaseSettings):
     llm: GatewayConfig = Field(default_factory=GatewayConfig)
     local_llm: LocalLLMSettings = Field(default_factory=LocalLLMSettings)
     gcp: GcpSettings = Field(default_factory=GcpSettings)
+    # Where a run's steps execute; None: in one process locally, one process per step in the gcp profile.
+    executor: Literal["in_process", "multiprocess", "celery"] | None = None
+    celery: CelerySettings = Field(default_factory=CelerySettings)
     mlflow_uri: str | None = None  # a shared tracking server; default: SQLite under the home folder
+    # A PostgreSQL URL whose advisory lock serialises registry writes to a shared MLflow server between
+    # processes and machines (locally a file lock beside the SQLite store does it).
+    mlflow_lock_url: str | None = None
     taxonomy_file: Path = BUNDLED_DATA / "taxonomy.yaml"
     # The CPCD dev/train file, bundled gzipped (CC BY 4.0, data/LICENSE-data.md); any file of the public format.
     golden_cpcd_path: str = str(BUNDLED_DATA / "cpcd" / "cpcd_v1.dialogs.dev.train.jsonl.gz")
     prompts_dir: Path = REPO_ROOT / "models" / "prompts"
     # Interaction logs (JSONL or Parquet, models/feedback/interactions.py); empty: simulated listeners.
     interaction_logs_path: str = ""
+
+    @field_validator("mlflow_lock_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"not a postgresql:// URL: {value!r}")
+        return value
+
+    @property
+    def executor_kind(self) -> str:
+        return self.executor or ("multiprocess" if self.profile == "gcp" else "in_process")
 
     @cached_property
     def home_dir(self) -> Path:
@@ -182,6 +210,7 @@ class Settings(BaseSettings):
                 (("gcp", "project"), self.gcp.project),
                 (("gcp", "bucket"), self.gcp.bucket),
                 (("mlflow_uri",), self.mlflow_uri),
+                (("mlflow_lock_url",), self.mlflow_lock_url),
             )
             if not value
         ]

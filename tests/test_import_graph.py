@@ -24,6 +24,7 @@ LEAVES = {
     "orchestration.resources",
     "orchestration.llm_resource",
     "orchestration.local_state",
+    "orchestration.registry_lock",
     "orchestration.settings",
 }
 CONTRACTS = {"models.catalog.schema"}

@@ -1,0 +1,227 @@
+"""Engines benchmark: the main job's stages in-process, on the multiprocess executor and on Celery with two
+workers (the production stack of tests/production_stack.py: daemon, queued runs, PostgreSQL, MLflow server),
+beside the same steps called in plain Python (benchmarks/scale.py's plain path).
+
+Every engine runs the stages and partitions `setlist run` plans, with the same settings and run config, on a
+slice of the bundled catalog and CPCD file; each in a fresh home. Step times come from Dagster's event log;
+"overhead" is an engine's seconds over plain Python's for the steps both run. Memory: a sampler reads the RSS
+of every process an engine uses every 100 ms (in-process: the one process; multiprocess: each step's
+process; Celery: each worker, its pool process included), and the table gives the highest.
+
+    python -m benchmarks.engines --tracks 300 --dialogs 40      # from the repo root; needs PostgreSQL, RabbitMQ
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.scale import _step_seconds, plain_steps, run_plain
+from tests.production_stack import (
+    SMALL_COMPARISON,
+    clean_environ,
+    production_stack,
+    run_stages_on_stack,
+    small_inputs,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+MB = 1024 * 1024
+RUN_CONFIGS = {"comparison": SMALL_COMPARISON}
+
+
+class PeakMemory:
+    """The highest RSS of each process `processes()` names, sampled every `interval_s` in a thread."""
+
+    def __init__(self, processes: Callable[[], list[psutil.Process]], interval_s: float = 0.1) -> None:
+        self._processes = processes
+        self._interval_s = interval_s
+        self.peak_mb: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            for process in self._processes():
+                try:
+                    rss = process.memory_info().rss / MB
+                except psutil.Error:
+                    continue
+                self.peak_mb[process.pid] = max(self.peak_mb.get(process.pid, 0.0), rss)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _tree(root: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return [root]
+
+
+# --- in-process and multiprocess: one child process that is the run worker of every stage ---------------------
+
+
+def run_local_engine() -> dict[str, Any]:
+    """In a child process: every stage through `execute_job` with the executor SETLIST_EXECUTOR names."""
+    import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    from orchestration.definitions import build_definitions
+    from orchestration.local_state import prepare_home
+    from orchestration.settings import load_settings
+    from orchestration.stages import plan_stages, stage_partition_keys
+
+    settings = load_settings()
+    prepare_home(settings)
+    repository = ReconstructableRepository.for_module("orchestration.definitions", "defs", str(REPO))
+    this = psutil.Process()
+    steps: dict[str, float] = {}
+    with dg.DagsterInstance.get() as instance, PeakMemory(lambda: _tree(this)) as memory:
+        started = time.perf_counter()
+        for stage in plan_stages(list(build_definitions(settings).assets)):
+            job = repository.get_reconstructable_job(f"setlist_{stage.name}")
+            for key in stage_partition_keys(stage, settings, instance):
+                tags = {"dagster/partition": key} if key else None
+                with dg.execute_job(
+                    job, instance, run_config=RUN_CONFIGS.get(stage.name), tags=tags, raise_on_error=False
+                ) as result:
+                    if not result.success:
+                        raise SystemExit(f"stage {stage.name} [{key}] failed")
+                    steps.update(_step_seconds(instance, result.run_id))
+        wall = time.perf_counter() - started
+    this_mb = memory.peak_mb.pop(this.pid, 0.0)
+    return {
+        "wall_s": wall,
+        "steps": steps,
+        "process_mb": this_mb,
+        "step_process_mb": list(memory.peak_mb.values()),
+    }
+
+
+def run_plain_steps() -> dict[str, Any]:
+    this = psutil.Process()
+    steps = list(plain_steps("full"))  # imports happen here, off the clock
+    memory = type("NoSteps", (), {"enter": lambda self, step: None})()
+    with PeakMemory(lambda: [this]) as peak:
+        started = time.perf_counter()
+        seconds = run_plain(steps, memory)
+        wall = time.perf_counter() - started
+    return {"wall_s": wall, "steps": seconds, "process_mb": peak.peak_mb.get(this.pid, 0.0)}
+
+
+def _in_child(mode: str, inputs: dict[str, str], home: Path) -> dict[str, Any]:
+    env = {**clean_environ(), **inputs, "SETLIST_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    if mode != "plain":
+        env["SETLIST_EXECUTOR"] = mode
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.engines", "--child", mode],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- Celery: the production stack, two workers -------------------------------------------------------------------
+
+
+def run_celery(root: Path, inputs: dict[str, str]) -> dict[str, Any]:
+    from orchestration.settings import load_settings
+
+    with production_stack(root, inputs, workers=2) as stack:
+        workers = {
+            name: psutil.Process(s.process.pid)
+            for name, s in stack.services.items()
+            if name.startswith("worker")
+        }
+        with PeakMemory(lambda: [p for w in workers.values() for p in _tree(w)]) as memory:
+            started = time.perf_counter()
+            runs = run_stages_on_stack(stack, load_settings(), RUN_CONFIGS)
+            wall = time.perf_counter() - started
+        if failed := [r.job_name for r in runs if r.status.value != "SUCCESS"]:
+            raise SystemExit(f"celery: {failed} failed\n{stack.logs_tail()}")
+        steps: dict[str, float] = {}
+        with stack.instance() as instance:
+            for run in runs:
+                steps.update(_step_seconds(instance, run.run_id))
+        per_worker = {
+            name: sum(memory.peak_mb.get(p.pid, 0.0) for p in _tree(process))
+            for name, process in workers.items()
+        }
+    return {"wall_s": wall, "steps": steps, "worker_mb": per_worker}
+
+
+# --- report ------------------------------------------------------------------------------------------------------
+
+
+def print_table(tracks: int, dialogs: int, results: dict[str, dict[str, Any]]) -> None:
+    plain = results["plain"]
+    shared = [s for s in plain["steps"] if all(s in r["steps"] for r in results.values())]
+    plain_s = sum(plain["steps"][s] for s in shared)
+    print(f"\n### {tracks:,} tracks, {dialogs} CPCD dialogs: the main job's stages per engine\n")
+    print(
+        "| engine | whole job wall s | steps s (all) | shared steps s | overhead vs plain | peak memory MB |"
+    )
+    print("|---|---:|---:|---:|---:|---|")
+    for mode, r in results.items():
+        shared_s = sum(r["steps"][s] for s in shared)
+        if mode == "celery":
+            memory = ", ".join(f"{name} {mb:,.0f}" for name, mb in sorted(r["worker_mb"].items()))
+        elif mode == "multiprocess":
+            memory = f"run worker {r['process_mb']:,.0f}; step processes max {max(r['step_process_mb']):,.0f}"
+        else:  # one process does every step (its compute-log `tail` helpers left out)
+            memory = f"{r['process_mb']:,.0f} (one process)"
+        print(
+            f"| {mode} | {r['wall_s']:.1f} | {sum(r['steps'].values()):.1f} | {shared_s:.1f} "
+            f"| {shared_s / plain_s:.2f} | {memory} |"
+        )
+    print(f"\nshared steps ({len(shared)}): {', '.join(shared)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--tracks", type=int, default=300, help="catalog rows, from the bundled 5,000-track sample"
+    )
+    parser.add_argument("--dialogs", type=int, default=40, help="CPCD dialogs, from the bundled file (400)")
+    parser.add_argument("--engines", default="plain,in_process,multiprocess,celery")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_plain_steps() if args.child == "plain" else run_local_engine()))
+        return
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="setlist-engines-") as tmp:
+        for mode in args.engines.split(","):
+            root = Path(tmp) / mode
+            inputs = small_inputs(root / "inputs", tracks=args.tracks, dialogs=args.dialogs)
+            if mode == "celery":
+                results[mode] = run_celery(root, inputs)
+            else:
+                results[mode] = _in_child(mode, inputs, root / "home")
+            print(f"{mode}: {results[mode]['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    print_table(args.tracks, args.dialogs, results)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    main()
