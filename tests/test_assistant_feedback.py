@@ -172,6 +172,10 @@ def test_follow_ups_keep_the_request_and_use_the_fields_the_catalog_has(mtg_assi
     shorter = mtg_assistant.respond(session, "shorter")
     bound = shorter.state["constraint"]["max_duration_s"]
     assert bound < 180 and all(t["duration_s"] <= bound for t in shorter.tracks)
+    # The opposite cue takes the earlier soft ask back instead of asking for both (seen in `setlist chat`).
+    calmer = mtg_assistant.respond(session, "something calmer")
+    assert calmer.state["boost"] == ["mood/slow", "mood/relaxing"]
+    assert "slow and relaxing (preferred)" in calmer.response and "energetic" not in calmer.response
 
 
 def test_latest_turn_weighs_most() -> None:

@@ -206,6 +206,7 @@ class Assistant:
             artists=mentions.artists,
             named_tracks=mentions.tracks,
             boost=followup.boost,
+            unboost=followup.unboost,
             words=not chatter,
         )
         steering = Steering(

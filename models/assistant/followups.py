@@ -25,11 +25,13 @@ SLOWER = re.compile(
 SHORTER = re.compile(r"\bshorter\b", re.I)
 LONGER = re.compile(r"\blonger\b", re.I)
 BOOSTS = {"faster": ("mood/fast", "mood/energetic"), "slower": ("mood/slow", "mood/relaxing")}
+OPPOSITE = {"faster": "slower", "slower": "faster"}  # "faster" after "calmer" takes the calm boost back
 
 
 @dataclass(frozen=True)
 class FollowUp:
     boost: tuple[str, ...] = ()  # taxonomy nodes to rank higher, never to filter by
+    unboost: tuple[str, ...] = ()  # earlier boosts this turn reverses (the opposite cue's nodes)
     duration: DurationRange | None = None  # a bound relative to the last slate
     said: tuple[str, ...] = ()  # the cues recognised: "faster", "shorter", ...
     unmet: tuple[str, ...] = ()  # cues that could not be applied, and why
@@ -41,6 +43,7 @@ class FollowUp:
 def follow_up(text: str, shown_durations: Sequence[float | None], taxonomy: Taxonomy) -> FollowUp:
     said = [name for name, pattern in (("faster", FASTER), ("slower", SLOWER)) if pattern.search(text)]
     boost = [n for cue in said for n in BOOSTS[cue] if n in taxonomy.nodes]
+    unboost = [n for cue in said if OPPOSITE[cue] not in said for n in BOOSTS[OPPOSITE[cue]]]
     durations = np.asarray([d for d in shown_durations if d is not None and not np.isnan(d)], dtype=float)
     duration, unmet = None, []
     for cue, pattern in (("shorter", SHORTER), ("longer", LONGER)):
@@ -52,4 +55,4 @@ def follow_up(text: str, shown_durations: Sequence[float | None], taxonomy: Taxo
             continue
         median = float(np.floor(np.median(durations)))
         duration = DurationRange(max_s=median) if cue == "shorter" else DurationRange(min_s=median)
-    return FollowUp(tuple(dict.fromkeys(boost)), duration, tuple(said), tuple(unmet))
+    return FollowUp(tuple(dict.fromkeys(boost)), tuple(unboost), duration, tuple(said), tuple(unmet))

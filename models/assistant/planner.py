@@ -87,7 +87,8 @@ class Planner:
                 f"Nothing matched your words, so here are {kind}{plural(len(slate), 'track')}{within}."
             ]
         else:
-            sentences = [f"Here {'is' if len(slate) == 1 else 'are'} {kind}{plural(len(slate), 'track')}"]
+            verb = "is" if kind or len(slate) == 1 else "are"  # "here is a playlist of 7 tracks"
+            sentences = [f"Here {verb} {kind}{plural(len(slate), 'track')}"]
             sentences[0] += f" for {asked}." if asked else "."
         notes = toolbox.base.notes()
         if set(slate) <= set(state.seen):

@@ -73,12 +73,13 @@ class DialogueState(BaseModel):
         artists: Sequence[str] = (),
         named_tracks: Sequence[str] = (),
         boost: Sequence[str] = (),
+        unboost: Sequence[str] = (),
         words: bool = True,
     ) -> "DialogueState":
         """The state after the listener's turn (before the assistant answers it).
 
         `artists` and `named_tracks` are the catalog names the turn mentions; `boost` the nodes it asks for
-        softly; `words=False` keeps the turn's words out of the query ("love these!"). A new topic starts
+        softly and `unboost` the earlier soft asks it reverses; `words=False` keeps the turn's words out of the query ("love these!"). A new topic starts
         afresh (constraint, words, boosts); named artists and likes stay, weighed by how recent they are.
         """
         resolved = labels.model_copy(
@@ -106,7 +107,8 @@ class DialogueState(BaseModel):
         else:
             topic = [*self.topic, text]
         named = dict(self.artists) | {a: self.turns for a in artists}
-        kept_boost = [] if new_topic else [b for b in self.boost if b not in labels.slots.excluded]
+        reversed_ = {*labels.slots.excluded, *unboost}
+        kept_boost = [] if new_topic else [b for b in self.boost if b not in reversed_]
         return self.model_copy(
             update={
                 "constraint": constraint,
