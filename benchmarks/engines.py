@@ -195,6 +195,8 @@ def print_table(tracks: int, dialogs: int, results: dict[str, dict[str, Any]]) -
             f"| {shared_s / plain_s:.2f} | {memory} |"
         )
     print(f"\nshared steps ({len(shared)}): {', '.join(shared)}")
+    if "in_process" not in results:
+        return
     slowest = sorted(results["in_process"]["steps"], key=results["in_process"]["steps"].get, reverse=True)[
         :10
     ]
