@@ -195,6 +195,16 @@ def print_table(tracks: int, dialogs: int, results: dict[str, dict[str, Any]]) -
             f"| {shared_s / plain_s:.2f} | {memory} |"
         )
     print(f"\nshared steps ({len(shared)}): {', '.join(shared)}")
+    if "in_process" not in results:
+        return
+    slowest = sorted(results["in_process"]["steps"], key=results["in_process"]["steps"].get, reverse=True)[
+        :10
+    ]
+    print(f"\n| step (the 10 slowest in-process) | {' | '.join(results)} |")
+    print(f"|---|{'---:|' * len(results)}")
+    for step in slowest:
+        cells = [f"{r['steps'][step]:.1f}" if step in r["steps"] else "-" for r in results.values()]
+        print(f"| {step} | {' | '.join(cells)} |")
 
 
 def main() -> None:
