@@ -44,9 +44,9 @@ from orchestration.registry_lock import RegistryLockLost
 from orchestration.settings import Settings, load_settings
 
 RUN_CONFIGS = {"comparison": SMALL_COMPARISON}
-# Measured, not computed: wall-clock latencies differ between any two runs (README, "Reruns are reproducible");
-# an MLflow run id differs between any two stores.
-UNCOMPARABLE_COLUMNS = {"latency_ms", "tool_calls", "run_id"}
+# Measured, not computed: wall-clock latencies differ between any two runs (README, "Reruns are reproducible"),
+# and the gate's evidence quotes them; an MLflow run id differs between any two stores.
+UNCOMPARABLE_COLUMNS = {"latency_ms", "tool_calls", "run_id", "evidence"}
 
 
 def _in_background(target, *args) -> Future:
