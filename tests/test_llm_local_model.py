@@ -54,7 +54,7 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMGatew
             model=QWEN_CODER_1_5B.name,
             max_concurrency=SERVER_SLOTS,
             structured_output="json_object",  # as `setlist llm serve` exports
-            timeout_s=300,
+            timeout_s=900,  # the parse prompt is about 5,200 tokens: minutes on a busy 2-core machine
             cache_path=None,
         )
     )
@@ -80,6 +80,7 @@ def test_one_judgement_is_valid_structured_output(local_gateway: LLMGateway) -> 
     assert LLMRelevanceJudge(local_gateway).schema is RelevanceJudgement
 
 
+@pytest.mark.timeout(1800)
 def test_one_parse_is_valid_labels(local_gateway: LLMGateway, taxonomy) -> None:
     (parsed,) = LLMParser(local_gateway, taxonomy).parse_batch(["some calm piano music for reading"], [[]])
     assert parsed.failure is None, parsed.failure
