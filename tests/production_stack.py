@@ -500,7 +500,7 @@ def mlflow_runs(uri: str) -> dict[str, list[dict]]:
 
 def registry_versions(uri: str) -> dict[str, list[tuple]]:
     """Every model and prompt version: number, tags (without MLflow's own) and aliases."""
-    from models.registry import CHALLENGER, CHAMPION, model_alias_version, prompt_alias_version
+    from models.lifecycle.registry import CHALLENGER, CHAMPION, model_alias_version, prompt_alias_version
 
     client = MlflowClient(uri)
     versions = {
