@@ -5,10 +5,10 @@ tags `facet---value`; empty tag fields (trailing tabs) are not tags. The file is
 each parsed with polars expressions (no per-row Python); only lines that decode to U+FFFD are looked at
 byte by byte.
 
-Build the bundled sample (every tag of the source covered, then a seeded random fill):
+Build the bundled sample from the full MTG-Jamendo `autotagging.tsv` (every tag of the source covered,
+then a seeded random fill):
 
-    python -m models.catalog.mtg_jamendo sample \
-        --src ../shared/data/mtg_jamendo/autotagging.tsv --out data/mtg_jamendo_sample.tsv
+    python -m models.catalog.mtg_jamendo sample --src <path>/autotagging.tsv --out data/mtg_jamendo_sample.tsv
 """
 
 import argparse
