@@ -34,7 +34,15 @@ from models.eval.report import (
     hit_by_turn_figure,
     turn_matrix,
 )
-from models.eval.tracking import EXPERIMENTS, EvalRun, fingerprint, log_evaluation, run_url, table_hash
+from models.eval.tracking import (
+    EXPERIMENTS,
+    EvalRun,
+    fingerprint,
+    log_evaluation,
+    of_record,
+    run_url,
+    table_hash,
+)
 from models.golden.cpcd import cpcd_evaluation_turns, cpcd_preference_turns
 from models.lifecycle.build import build_assistant, resolve
 from models.lifecycle.gate_policy import CURATED_PRIMARY, GUARDRAILS, current_evaluations, gate_evaluations
@@ -280,6 +288,7 @@ def candidate_evaluation(
     }
     with mlflow.registry_lock():  # a concurrent run must not register the same candidate twice
         registered = register_candidate(client, candidate.key, runs[CURATED].run_id)
+    curated, cpcd = of_record(client, runs[CURATED], curated), of_record(client, runs[CPCD], cpcd)
     m, r = curated.metrics, cpcd.metrics
     table = pl.concat([curated.results, cpcd.results], how="diagonal_relaxed")
     return dg.Output(

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -109,6 +109,19 @@ def log_run_once(
             raise
         client.set_terminated(run_id)
     return EvalRun(run_id, experiment_id, created=True)
+
+
+def of_record(client: MlflowClient, run: EvalRun, evaluation):
+    """The evaluation the run of record holds: `evaluation` itself when it was just logged; when an unchanged
+    rerun reused a finished run, that run's per-item results and metrics. Timings measured anew (latency, tool
+    calls) are outside the fingerprint, so without this a rerun would gate on different latencies than the
+    run MLflow shows, and could decide differently. `evaluation` is any dataclass with `results` and
+    `metrics` (models.eval.evaluate.Evaluation)."""
+    if run.created:
+        return evaluation
+    with tempfile.TemporaryDirectory() as folder:
+        results = pl.read_parquet(client.download_artifacts(run.run_id, "results.parquet", folder))
+    return replace(evaluation, results=results, metrics=dict(client.get_run(run.run_id).data.metrics))
 
 
 def log_per_item_table(client: MlflowClient, run_id: str, table: pl.DataFrame, artifact_file: str) -> None:
