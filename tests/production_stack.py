@@ -467,6 +467,9 @@ def asset_tables(assets_dir: Path) -> dict[str, pl.DataFrame]:
 
 # Run ids differ between two stores, and so do the tags that name another run and the fingerprints over them.
 STORE_SPECIFIC_TAGS = ("setlist.offline_run.",)
+# The report's fingerprint hashes the gate's decisions, whose latency guardrail reads latency measured in each
+# store's own evaluation runs: two stores may decide "keep" and "inconclusive" on the same results.
+MEASURED_FINGERPRINTS = ("eval-report",)
 
 
 def mlflow_runs(uri: str) -> dict[str, list[dict]]:
@@ -479,7 +482,9 @@ def mlflow_runs(uri: str) -> dict[str, list[dict]]:
         runs = []
         for run in client.search_runs([experiment.experiment_id], max_results=1000):
             tags = {k: v for k, v in run.data.tags.items() if k.startswith("setlist.")}
-            if any(k.startswith(STORE_SPECIFIC_TAGS) for k in tags):
+            if experiment.name in MEASURED_FINGERPRINTS or any(
+                k.startswith(STORE_SPECIFIC_TAGS) for k in tags
+            ):
                 tags = {k: v for k, v in tags.items() if not k.startswith(STORE_SPECIFIC_TAGS)}
                 tags.pop("setlist.fingerprint", None)
             runs.append(
