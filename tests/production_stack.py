@@ -503,9 +503,16 @@ def mlflow_runs(uri: str) -> dict[str, list[dict]]:
     return snapshot
 
 
-def registry_versions(uri: str) -> dict[str, list[tuple]]:
-    """Every model and prompt version: number, tags (without MLflow's own) and aliases."""
-    from models.lifecycle.registry import CHALLENGER, CHAMPION, model_alias_version, prompt_alias_version
+def registry_versions(uri: str, decisions: bool = True) -> dict[str, list[tuple]]:
+    """Every model and prompt version: number, tags (without MLflow's own) and aliases; without `decisions`,
+    leaves out what follows the gate's decisions (their tag and the `challenger` alias)."""
+    from models.lifecycle.registry import (
+        CHALLENGER,
+        CHAMPION,
+        GATE_TAG,
+        model_alias_version,
+        prompt_alias_version,
+    )
 
     client = MlflowClient(uri)
     versions = {
@@ -517,11 +524,14 @@ def registry_versions(uri: str) -> dict[str, list[tuple]]:
     }
     snapshot = {}
     for uri_name, (found, name, alias_version) in versions.items():
-        aliases = {a: alias_version(client, name, a) for a in (CHAMPION, CHALLENGER)}
+        aliases = {
+            a: alias_version(client, name, a) for a in (CHAMPION, CHALLENGER) if decisions or a == CHAMPION
+        }
+        left_out = ("mlflow.",) if decisions else ("mlflow.", GATE_TAG)
         snapshot[uri_name] = sorted(
             (
                 int(v.version),
-                tuple(sorted((k, t) for k, t in v.tags.items() if not k.startswith("mlflow."))),
+                tuple(sorted((k, t) for k, t in v.tags.items() if not k.startswith(left_out))),
                 tuple(sorted(a for a, n in aliases.items() if n == int(v.version))),
             )
             for v in found

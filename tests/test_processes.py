@@ -51,8 +51,12 @@ def _port_open(port: int) -> bool:
 
 def test_setlist_run_prints_summary_and_state_locations(settings, tmp_path):
     # What the terminal says, not what is compared: the champion alone (the comparison set is
-    # test_evaluation_e2e's), so this run costs what it did before the set grew to three candidates.
-    single = {"SETLIST_COMPARISON__RETRIEVERS": '["hybrid"]', "SETLIST_COMPARISON__KEYWORD_BASELINE": "false"}
+    # test_evaluation_e2e's) on 300 synthetic conversations, to keep the run short.
+    single = {
+        "SETLIST_COMPARISON__RETRIEVERS": '["hybrid"]',
+        "SETLIST_COMPARISON__KEYWORD_BASELINE": "false",
+        "SETLIST_SYNTHETIC_CONVERSATIONS": "300",
+    }
     done = subprocess.run(
         [BIN / "setlist", "run"],
         cwd=tmp_path,
