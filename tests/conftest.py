@@ -27,6 +27,13 @@ def require_shared(relative: str) -> Path:
     return path
 
 
+def prompt_versions() -> dict[str, int]:
+    """What syncing models/prompts registers: one version per prompt file (the default and each variant)."""
+    from models.prompts import prompt_names, prompt_specs
+
+    return {name: len(prompt_specs(name)) for name in prompt_names()}
+
+
 @pytest.fixture(scope="session")
 def taxonomy() -> Taxonomy:
     """The curated taxonomy as shipped (data/taxonomy.yaml)."""

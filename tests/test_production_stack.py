@@ -366,11 +366,6 @@ def _wait_for_retry(stack: Stack, run_id: str, timeout: float = 120) -> str:
                     f"no retry of {run_id} in {timeout:.0f} s; tags {run.tags}; daemons healthy {daemons}; "
                     f"engine events {engine[-5:]}"
                 )
-                if run.tags.get("dagster/will_retry") == "true":
-                    # Dagster decided to retry (the tag is set as the failure is stored), and its event-log
-                    # consumer daemon did not act on it: seen once in five runs here, cause not found
-                    # (README, "Production engines"). Reported as such, not as a pass.
-                    pytest.xfail(f"Dagster's retry daemon did not launch a decided retry: {said}")
                 pytest.fail(f"{said}\n{stack.logs_tail()}")
             time.sleep(1)
     return retries[0].run_id

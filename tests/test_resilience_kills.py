@@ -7,9 +7,9 @@ intent model's MLflow run, and between registering the intent model and setting 
 Each run is a child process (a new process, as `setlist run` is) that materializes only what the point needs,
 in-process. Children come from a fork server that imported the heavy modules once, so none pays for the
 imports again, and none inherits the test process's threads and locks (a child forked from a suite that had
-started MLflow and Dagster threads could block on a lock copied in its held state). A point inside the code is reached by
-replacing one function in the child with one that SIGKILLs the child; the first MLflow setup is killed from
-outside, once the store being built beside its final name has grown.
+started MLflow and Dagster threads could block on a lock copied in its held state). A point inside the code
+is reached by replacing one function in the child with one that SIGKILLs the child; the first MLflow setup is
+killed from outside, once the store being built beside its final name has grown.
 """
 
 import multiprocessing
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from conftest import prompt_versions
 
 from models.synthetic.grammar import VERSION as GRAMMAR_VERSION
 from orchestration.partitions import synthetic_partition_key
@@ -147,13 +148,6 @@ def assert_healthy(home: Path, versions: dict[str, int]) -> None:
     assert query(db, "SELECT COUNT(*) FROM model_version_tags WHERE key = 'setlist.pending_alias'") == [(0,)]
     assert query(db, "SELECT COUNT(*) FROM runs WHERE status = 'RUNNING'") == [(0,)]
     assert not list(home.glob("mlflow/.mlflow.db.*"))  # no half-built store left beside
-
-
-def prompt_versions() -> dict[str, int]:
-    """One registry version per prompt file: the default and each variant."""
-    from models.prompts import prompt_names, prompt_specs
-
-    return {name: len(prompt_specs(name)) for name in prompt_names()}
 
 
 def test_kill_during_the_first_mlflow_setup(tmp_path):

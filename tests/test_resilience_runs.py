@@ -19,10 +19,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import prompt_versions
 from polars.testing import assert_frame_equal
 
 from models.llm.test_server import start_subprocess
-from models.prompts import prompt_names, prompt_specs
 from orchestration.settings import REPO_ROOT
 
 SELECTION = (
@@ -165,11 +165,10 @@ def test_two_runs_at_once_over_one_home(tmp_path):
     for db in (home / "mlflow" / "mlflow.db", *(home / "dagster").rglob("*.db")):
         assert query(db, "PRAGMA integrity_check") == [("ok",)], db
     state = registry_state(home)
-    assert state["versions"] == {n: len(prompt_specs(n)) for n in prompt_names()}  # each file registered once
+    assert state["versions"] == prompt_versions()  # each prompt file registered once
     assert set(state["statuses"]) == {"FINISHED"}
-    assert (
-        state["runs"]["judge-calibration"] == 2
-    )  # two offline judges, logged once: the other run reuses them
+    # Two offline judges, each logged once: the other run finds the fingerprinted run and reuses it.
+    assert state["runs"]["judge-calibration"] == 2
 
 
 if __name__ == "__main__":

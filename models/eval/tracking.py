@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 from mlflow import MlflowClient
@@ -111,12 +112,14 @@ def log_run_once(
     return EvalRun(run_id, experiment_id, created=True)
 
 
-def of_record(client: MlflowClient, run: EvalRun, evaluation):
+Evaluated = TypeVar("Evaluated")  # a dataclass with `results` and `metrics` (models.eval.evaluate.Evaluation)
+
+
+def of_record(client: MlflowClient, run: EvalRun, evaluation: Evaluated) -> Evaluated:
     """The evaluation the run of record holds: `evaluation` itself when it was just logged; when an unchanged
     rerun reused a finished run, that run's per-item results and metrics. Timings measured anew (latency, tool
     calls) are outside the fingerprint, so without this a rerun would gate on different latencies than the
-    run MLflow shows, and could decide differently. `evaluation` is any dataclass with `results` and
-    `metrics` (models.eval.evaluate.Evaluation)."""
+    run MLflow shows, and could decide differently."""
     if run.created:
         return evaluation
     with tempfile.TemporaryDirectory() as folder:
