@@ -1,5 +1,6 @@
-"""Dense retrieval benchmark: embedding throughput, the assistant's turn latency with dense retrieval on against
-hybrid (55k MTG-Jamendo tracks), and CPCD retrieval with and without the dense component.
+"""Dense retrieval benchmark: embedding throughput, and the assistant's turn latency with dense retrieval on
+against hybrid (55k MTG-Jamendo tracks). What dense adds on CPCD, under the public protocol and on the product
+path, is `benchmarks/cpcd_protocol.py --presets hybrid,dense`.
 
 - Throughput of the shipped all-MiniLM-L6-v2 (int8 ONNX) on three kinds of text: listener requests, CPCD
   track texts (title, artists, album) and MTG-Jamendo track texts (tag words and their taxonomy phrases: the
@@ -7,8 +8,6 @@ hybrid (55k MTG-Jamendo tracks), and CPCD retrieval with and without the dense c
   counts every thread, so on idle cores the wall time is lower than the CPU time).
 - Assistant turns: the scripted conversations of benchmarks/assistant.py, keyword parser, hybrid preset
   against the dense preset (the dense index built from precomputed vectors, as assistant_runs does).
-- CPCD: `evaluate_cpcd` (models/eval/evaluate.py, the protocol in force on this branch: query = the user's
-  utterances so far, target = the turn's liked tracks) on the bundled dev/train file, per retriever preset.
 
     python -m benchmarks.embeddings [--vectors .setlist/assets/track_embeddings.parquet] [--sections ...]
 """
@@ -26,7 +25,7 @@ from models.assistant.embedding import MINILM_NAME, embed_texts, load_embedder
 from models.assistant.track_text import catalog_texts
 
 REPO = Path(__file__).resolve().parents[1]
-CPCD_FILE = REPO / "data" / "cpcd" / "cpcd_v1.dialogs.dev.train.jsonl.gz"
+CPCD_FILE = REPO / "data" / "cpcd" / "cpcd_v1.dialogs.dev.train.jsonl.gz"  # its track texts
 THROUGHPUT_TEXTS = 500
 REPEATS = 10
 
@@ -122,37 +121,10 @@ def assistant_latency(catalog: pl.DataFrame, taxonomy, vectors: pl.DataFrame) ->
     return rows
 
 
-def cpcd_retrieval() -> list[dict[str, object]]:
-    from models.assistant.retrieval_config import RETRIEVER_PRESETS
-    from models.eval.evaluate import evaluate_cpcd
-    from models.golden.cpcd import import_cpcd
-
-    golden = import_cpcd(CPCD_FILE)
-    rows = []
-    for preset in ("bm25", "hybrid", "dense"):
-        start = time.perf_counter()
-        evaluation = evaluate_cpcd(golden.turns, golden.corpus, RETRIEVER_PRESETS[preset], preset, "bench")
-        m = evaluation.metrics
-        rows.append(
-            {
-                "preset": preset,
-                "turns": evaluation.results.height,
-                "corpus": golden.corpus.height,
-                "hit@10 micro": m["retrieval.micro.hit_at_10"],
-                "hit@10 macro": m["retrieval.macro.hit_at_10"],
-                "hit@20 micro": m["retrieval.micro.hit_at_20"],
-                "MRR@10 micro": m["retrieval.micro.mrr_at_10"],
-                "nDCG@10 micro": m["retrieval.micro.ndcg_at_10"],
-                "seconds (embedding included)": time.perf_counter() - start,
-            }
-        )
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vectors", help="track_embeddings Parquet of the 55k catalog (else embedded now)")
-    parser.add_argument("--sections", default="throughput,assistant,cpcd")
+    parser.add_argument("--sections", default="throughput,assistant")
     args = parser.parse_args()
     sections = args.sections.split(",")
 
@@ -175,9 +147,6 @@ def main() -> None:
             vectors = pl.DataFrame({"text_key": done.keys, "embedding": done.vectors})
         print("\n## Offline assistant turns and search at 55k tracks: hybrid against dense\n")
         print(_table(assistant_latency(catalog, taxonomy, vectors)))
-    if "cpcd" in sections:
-        print("\n## CPCD retrieval per preset (bundled dev/train file, evaluation part, current protocol)\n")
-        print(_table(cpcd_retrieval()))
 
 
 if __name__ == "__main__":

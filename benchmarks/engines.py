@@ -9,6 +9,10 @@ of every process an engine uses every 100 ms (in-process: the one process; multi
 process; Celery: each worker, its pool process included), and the table gives the highest.
 
     python -m benchmarks.engines --tracks 300 --dialogs 40      # from the repo root; needs PostgreSQL, RabbitMQ
+
+Beyond the bundled sample's 5,000 tracks (`--tracks 1000000`) the catalog is the shared MTG-Jamendo file cycled
+to that many rows with fresh track ids (benchmarks/catalog.py's `scaled_copy`, as benchmarks/scale.py uses),
+written once and read by every engine.
 """
 
 import argparse
@@ -25,6 +29,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.catalog import SHARED, scaled_copy
 from benchmarks.scale import _step_seconds, plain_steps, run_plain
 from tests.production_stack import (
     SMALL_COMPARISON,
@@ -37,6 +42,7 @@ from tests.production_stack import (
 REPO = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
 RUN_CONFIGS = {"comparison": SMALL_COMPARISON}
+BUNDLED_TRACKS = 5_000
 
 
 class PeakMemory:
@@ -210,7 +216,10 @@ def print_table(tracks: int, dialogs: int, results: dict[str, dict[str, Any]]) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--tracks", type=int, default=300, help="catalog rows, from the bundled 5,000-track sample"
+        "--tracks",
+        type=int,
+        default=300,
+        help="catalog rows: from the bundled 5,000-track sample, or more cycled from the shared MTG-Jamendo file",
     )
     parser.add_argument("--dialogs", type=int, default=40, help="CPCD dialogs, from the bundled file (400)")
     parser.add_argument("--engines", default="plain,in_process,multiprocess,celery")
@@ -221,9 +230,17 @@ def main() -> None:
         return
     results = {}
     with tempfile.TemporaryDirectory(prefix="setlist-engines-") as tmp:
+        scaled = None
+        if args.tracks > BUNDLED_TRACKS:
+            source = SHARED / "mtg_jamendo" / "autotagging.tsv"
+            scaled = scaled_copy(source, args.tracks, Path(tmp) / f"catalog_{args.tracks}.tsv")
         for mode in args.engines.split(","):
             root = Path(tmp) / mode
-            inputs = small_inputs(root / "inputs", tracks=args.tracks, dialogs=args.dialogs)
+            inputs = small_inputs(
+                root / "inputs", tracks=min(args.tracks, BUNDLED_TRACKS), dialogs=args.dialogs
+            )
+            if scaled is not None:
+                inputs["SETLIST_CATALOG__LOCATION"] = str(scaled)
             if mode == "celery":
                 results[mode] = run_celery(root, inputs)
             else:

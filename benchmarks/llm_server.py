@@ -13,6 +13,11 @@ the gateway's cache off) to a fresh `llama_cpp.server` (what `setlist llm serve`
   behind a lock, no continuous batching), so more in flight only queue: the gateway's concurrency
   follows the server's one slot (`SETLIST_LLM__MAX_CONCURRENCY=1`).
 
+`--rounds N` adds a second table, the lever this server does have: tasks that alternate, as an LLM
+candidate's turns do (a parse with its ~5,000-token prompt, then another task's prompt), with the server's
+RAM prompt cache off and on (`SETLIST_LOCAL_LLM__PROMPT_CACHE_MB`). Without it the one context holds only
+the previous request, so every parse reads its whole prompt again.
+
 The table prints the machine's load average beside it: these figures move with what else runs.
 """
 
@@ -27,6 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.assistant.llm_parser import LLMParser
 from models.eval.judges import LLMRelevanceJudge, RelevanceItem
 from models.llm import GatewayConfig, LLMGateway
 from models.llm.local_server import (
@@ -37,6 +43,7 @@ from models.llm.local_server import (
     start_server,
     stop_server,
 )
+from models.taxonomy import load_curated
 from orchestration.settings import load_settings
 
 REQUESTS = [
@@ -94,17 +101,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def judge(base_url: str, in_flight: int, n: int, timeout_s: float) -> tuple[int, float, int, float]:
-    gateway = LLMGateway(
+def gateway_for(base_url: str, in_flight: int, timeout_s: float) -> LLMGateway:
+    return LLMGateway(
         GatewayConfig(
             base_url=base_url,
             model=QWEN_CODER_1_5B.name,
             max_concurrency=in_flight,
             timeout_s=timeout_s,
             max_retries=0,
-            cache_path=None,
+            structured_output="json_object",
+            cache_path=None,  # every request reaches the server
         )
     )
+
+
+def judge(base_url: str, in_flight: int, n: int, timeout_s: float) -> tuple[int, float, int, float]:
+    gateway = gateway_for(base_url, in_flight, timeout_s)
     started = time.perf_counter()
     judgements = LLMRelevanceJudge(gateway).judge(items(n))
     wall = time.perf_counter() - started
@@ -122,6 +134,43 @@ def server_row(model: Path, threads: int, in_flight: int, n: int, work: Path, ti
         return Row(f"llama_cpp.server, {threads} threads", 1, in_flight, n, failed, wall, tokens, p50)
     finally:
         stop_server(work / "server.json")
+
+
+def mixed_rounds(model: Path, cache_mb: int, rounds: int, work: Path, timeout_s: float) -> list[float]:
+    """Seconds per round of (one parse, one judgement) on a fresh 2-thread server with the prompt cache
+    at `cache_mb` (0: off); each round's request differs, so only prompt prefixes can be reused."""
+    config = ServerConfig(
+        model, QWEN_CODER_1_5B.name, port=free_port(), threads=2, ctx=8192, prompt_cache_mb=cache_mb
+    )
+    state = start_server(config, work / "server.json", work / "server.log")
+    try:
+        gateway = gateway_for(state.base_url, 1, timeout_s)
+        parser = LLMParser(gateway, load_curated(load_settings().taxonomy_file))
+        judges = LLMRelevanceJudge(gateway)
+        seconds = []
+        for i in range(rounds):
+            started = time.perf_counter()
+            parsed = parser.parse_batch([REQUESTS[i % len(REQUESTS)]], [[]])[0]
+            judged = judges.judge(items(i + 1)[i:])
+            seconds.append(time.perf_counter() - started)
+            print(
+                f"cache {cache_mb} MB, round {i + 1}/{rounds}: {seconds[-1]:.0f} s "
+                f"(parse {parsed.failure or 'ok'}, judgement failures {judged.failures})",
+                flush=True,
+            )
+        return seconds
+    finally:
+        stop_server(work / "server.json")
+
+
+def print_mixed(rows: dict[str, list[float]]) -> None:
+    print("\nalternating tasks: one parse then one relevance judgement per round, 2 threads, one in flight\n")
+    print("| prompt cache | round 1 s | later rounds, mean s | later rounds, speed-up |")
+    print("|---|---:|---:|---:|")
+    off = sum(rows["off"][1:]) / max(len(rows["off"]) - 1, 1)
+    for name, seconds in rows.items():
+        later = sum(seconds[1:]) / max(len(seconds) - 1, 1)
+        print(f"| {name} | {seconds[0]:.0f} | {later:.1f} | {off / later:.2f}x |")
 
 
 def print_table(rows: list[Row]) -> None:
@@ -146,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--judgements", type=int, default=8)
     parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--timeout-s", type=float, default=900)
+    parser.add_argument("--rounds", type=int, default=0, help="alternating-task rounds per prompt-cache row")
+    parser.add_argument("--skip-slots", action="store_true", help="only the alternating-task table")
     args = parser.parse_args(argv)
     model = load_settings().local_llm_dir / "models" / QWEN_CODER_1_5B.filename
     if not model.exists():
@@ -155,10 +206,19 @@ def main(argv: list[str] | None = None) -> None:
             rows = [
                 server_row(model, threads, in_flight, args.judgements, Path(tmp), args.timeout_s)
                 for threads, in_flight in ((2, 1), (1, 1), (1, args.in_flight))
+                if not args.skip_slots
             ]
+            mixed = {
+                name: mixed_rounds(model, cache_mb, args.rounds, Path(tmp), args.timeout_s)
+                for name, cache_mb in (("off", 0), ("on, 2,048 MB", 2048))
+                if args.rounds
+            }
         except LocalLLMError as err:
             sys.exit(f"error: {err}")
-    print_table(rows)
+    if rows:
+        print_table(rows)
+    if mixed:
+        print_mixed(mixed)
     print(f"\nload average (1, 5, 15 min) at the end: {os.getloadavg()} on {os.cpu_count()} cores")
 
 

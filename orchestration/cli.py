@@ -127,15 +127,19 @@ class RunReport:
 
 class _Progress(logging.Handler):
     """Print one line per step start, materialization, failure and check, from Dagster's structured log
-    records; failures carry their reason."""
+    records, and a step's own messages (progress of long work); failures carry their reason."""
 
     def __init__(self, report: RunReport) -> None:
         super().__init__()
         self.report = report
 
     def emit(self, record: logging.LogRecord) -> None:
-        event = getattr(record, "dagster_meta", {}).get("dagster_event")
-        if event is None:
+        meta = getattr(record, "dagster_meta", {})
+        event = meta.get("dagster_event")
+        if event is None:  # a step's own message, e.g. an LLM batch's or embedding's progress
+            if record.levelno >= logging.INFO and meta.get("step_key"):
+                message = _one_line(meta.get("orig_message", ""), 200)
+                console.print(f"  [dim]{escape(meta['step_key'])}: {escape(message)}[/dim]", soft_wrap=True)
             return
         kind = event.event_type
         label = event.asset_key.to_user_string() if event.asset_key else event.step_key

@@ -93,6 +93,7 @@ def serve(
         threads=settings.local_llm.threads,
         ctx=settings.local_llm.ctx,
         logprobs=logprobs,
+        prompt_cache_mb=settings.local_llm.prompt_cache_mb,
     )
     err.print(f"starting {config.model_name} on {config.base_url} (log: {root / 'server.log'})")
     try:

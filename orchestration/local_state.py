@@ -20,10 +20,16 @@ from mlflow import MlflowClient
 
 from orchestration.settings import Settings
 
-DAGSTER_YAML = """\
-# Written by Setlist for the embedded default: SQLite storage in this folder, no telemetry.
+DAGSTER_YAML_HEADER = "# Written by Setlist for the embedded default"
+DAGSTER_YAML = f"""\
+{DAGSTER_YAML_HEADER}: SQLite storage in this folder, no telemetry.
 telemetry:
   enabled: false
+# Progress of long steps (LLM batches, embedding: done/total, rate, ETA) is logged by `models` through
+# Python's logging; managed, it reaches the run's log in the UI and `setlist run`'s terminal.
+python_logs:
+  managed_python_loggers: [models]
+  python_log_level: INFO
 """
 SQLITE_PREFIX = "sqlite:///"
 SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
@@ -54,7 +60,11 @@ def prepare_home(settings: Settings) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with file_lock(settings.dagster_home / ".init.lock"):
         dagster_yaml = settings.dagster_home / "dagster.yaml"
-        if not dagster_yaml.exists():
+        # Setlist's own file follows the code; a file someone wrote in its place is theirs.
+        if not dagster_yaml.exists() or (
+            dagster_yaml.read_text().startswith(DAGSTER_YAML_HEADER)
+            and dagster_yaml.read_text() != DAGSTER_YAML
+        ):
             dagster_yaml.write_text(DAGSTER_YAML)
         instance = dg.DagsterInstance.get()  # creates the run, event and schedule storage once
         if settings.profile == "local":  # process ids mean something only on this machine

@@ -5,6 +5,7 @@ early failures (settings, endpoint, a malformed prompt file) through typer's run
 """
 
 import io
+import logging
 import re
 import socket
 import subprocess
@@ -22,7 +23,9 @@ from checks.quarantine_rules import CatalogSourceError
 from models.llm.config import GatewayConfig
 from models.llm.preflight import endpoint_problem
 from models.llm.test_server import LLMTestServer
+from models.progress import Progress
 from orchestration import cli
+from orchestration.local_state import DAGSTER_YAML, DAGSTER_YAML_HEADER, prepare_home
 
 
 @pytest.fixture
@@ -52,7 +55,17 @@ def tracks_not_empty() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=False, metadata={"rows": 0})
 
 
-def _execute(report: cli.RunReport, assets: list, checks: list) -> dg.ExecuteInProcessResult:
+@dg.asset
+def embedded_tracks() -> int:
+    log = logging.getLogger("models.assistant.embedding")  # logs as the embedding code does
+    log.info("%s", Progress(256, 1000, 2.0, "embedded", "texts"))
+    log.debug("a detail nobody asked for")
+    return 1
+
+
+def _execute(
+    report: cli.RunReport, assets: list, checks: list, instance: dg.DagsterInstance | None = None
+) -> dg.ExecuteInProcessResult:
     defs = dg.Definitions(
         assets=assets,
         asset_checks=checks,
@@ -64,7 +77,7 @@ def _execute(report: cli.RunReport, assets: list, checks: list) -> dg.ExecuteInP
     return defs.resolve_job_def("toy").execute_in_process(
         raise_on_error=False,
         run_config={"loggers": {"progress": {}}},
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance or dg.DagsterInstance.ephemeral(),
     )
 
 
@@ -97,6 +110,28 @@ def test_a_blocking_check_fails_the_run(terminal):
     )
     assert report.blocking_failed == ["tracks:tracks_not_empty"]
     assert cli._verdict([result], report).startswith("[red]run failed[/red]")
+
+
+def test_long_work_shows_its_progress_under_the_instance_setlist_writes(terminal, settings):
+    """The home's dagster.yaml manages the `models` loggers, so an LLM batch's or embedding's progress lines
+    reach the terminal (and the run's log in the UI); debug lines do not."""
+    with dg.DagsterInstance.get() as instance:
+        for _ in range(2):  # `setlist run` runs its stages in one process: no line twice
+            _execute(cli.RunReport(), [embedded_tracks], [], instance)
+    lines = terminal.getvalue().splitlines()
+    assert lines.count("  embedded_tracks: embedded 256/1,000 texts (26%), 128 texts/s, ETA 6 s") == 2
+    assert "a detail nobody asked for" not in terminal.getvalue()
+
+
+def test_the_home_instance_file_follows_the_code_unless_someone_else_wrote_it(settings):
+    written = settings.dagster_home / "dagster.yaml"
+    assert written.read_text() == DAGSTER_YAML
+    written.write_text(f"{DAGSTER_YAML_HEADER}: an older version\ntelemetry:\n  enabled: false\n")
+    prepare_home(settings)
+    assert written.read_text() == DAGSTER_YAML
+    written.write_text("# ours\ntelemetry:\n  enabled: false\n")
+    prepare_home(settings)
+    assert written.read_text().startswith("# ours")
 
 
 def test_verbose_adds_the_traceback(terminal):

@@ -28,7 +28,7 @@ from models.llm.local_server import (
 FAKE_SERVER = """
 import argparse, http.server, json, sys
 parser = argparse.ArgumentParser()
-for flag in ("--model", "--model_alias", "--host", "--port", "--n_threads", "--n_threads_batch", "--n_ctx", "--logits_all"):
+for flag in ("--model", "--model_alias", "--host", "--port", "--n_threads", "--n_threads_batch", "--n_ctx", "--logits_all", "--cache", "--cache_type", "--cache_size"):
     parser.add_argument(flag)
 args = parser.parse_args()
 if args.model.endswith("broken.gguf"):

@@ -291,6 +291,10 @@ class ServerConfig:
     threads: int = 2
     ctx: int = 8192
     logprobs: bool = False  # llama-cpp-python returns logprobs only with logits for every token (slower)
+    # The server keeps one context, so a request reuses only the previous request's prefix: tasks that
+    # alternate (a turn's parse, then its agent call) would each re-read a 4,000-token prompt. A RAM cache of
+    # evaluated states lets every task's prompt prefix be found again (0: off).
+    prompt_cache_mb: int = 2048
 
     @property
     def base_url(self) -> str:
@@ -318,6 +322,8 @@ def server_command(config: ServerConfig, python: str = sys.executable) -> list[s
         "--n_threads_batch", str(config.threads),
         "--n_ctx", str(config.ctx),
         "--logits_all", str(config.logprobs),
+        *(("--cache", "true", "--cache_type", "ram", "--cache_size", str(config.prompt_cache_mb << 20))
+          if config.prompt_cache_mb else ()),
     ]  # fmt: skip
 
 
