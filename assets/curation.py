@@ -58,7 +58,7 @@ def curation_queue(
         memoryless={MEMORYLESS},
     )
     second = LLMResponseJudge(llm.get_gateway()) if llm.base_url else None
-    flags = flag_turns(judged, ResponseRulesGrader(tree), second)
+    flags = flag_turns(judged, ResponseRulesGrader(tree), second, second_items=llm.judge_items)
     turns = intent_training_set.sort("conversation_id", "turn_index")
     conversations = {
         cid: group.select("text", "intent", "slots").to_dicts()
@@ -83,7 +83,7 @@ def curation_queue(
             "dagster/row_count": table.height,
             "review_file": dg.MetadataValue.path(str(path)),
             "queue_hash": review.queue,
-            "judges": "response_rules + llm_response"
+            "judges": f"response_rules + llm_response (the first {llm.judge_items} responses)"
             if second
             else "response_rules only (offline): judge disagreements need the LLM judge",
             "flagged_turns": counts_table(per_source, "source", "turns"),

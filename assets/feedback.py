@@ -205,7 +205,7 @@ def preference_pairs(
     judge = (
         rated_pairs(judged, ResponseRulesGrader(tree))
         if gateway is None
-        else llm_judged_pairs(judged, LLMPairwiseJudge(gateway))
+        else llm_judged_pairs(judged, LLMPairwiseJudge(gateway), max_items=llm.judge_items)
     )
     extraction = combine(
         [
@@ -226,7 +226,9 @@ def preference_pairs(
             "dagster/row_count": pairs.height,
             "pairs_per_source": counts_table(per_source, "source", "pairs"),
             "dropped": counts_table(dropped, "source: reason", "candidate pairs") if dropped else "none",
-            "judge": "llm pairwise, both orders" if gateway else "response_rules code grader (offline)",
+            "judge": f"llm pairwise, both orders, the first {llm.judge_items} pairs"
+            if gateway
+            else "response_rules code grader (offline)",
             "judge_versions": ", ".join(sorted(set(pairs["judge_version"].drop_nulls()))) or "none",
             "cpcd_split": f"sha256('{CPCD_SPLIT_SALT}:<conversation_id>') < {CPCD_PREFERENCE_SHARE} -> preference "
             "training, else evaluation (models.golden.cpcd.cpcd_part)",

@@ -15,8 +15,8 @@ the gateway's cache off) to a fresh `llama_cpp.server` (what `setlist llm serve`
 
 `--rounds N` adds a second table, the lever this server does have: tasks that alternate, as an LLM
 candidate's turns do (a parse with its ~5,000-token prompt, then another task's prompt), with the server's
-RAM prompt cache off and on (`SETLIST_LOCAL_LLM__PROMPT_CACHE_MB`). Without it the one context holds only
-the previous request, so every parse reads its whole prompt again.
+RAM prompt cache off and on (`SETLIST_LOCAL_LLM__PROMPT_CACHE_MB`), with the server's peak RSS. Without it
+the one context holds only the previous request, so every parse reads its whole prompt again.
 
 The table prints the machine's load average beside it: these figures move with what else runs.
 """
@@ -24,13 +24,17 @@ The table prints the machine's load average beside it: these figures move with w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from models.assistant.llm_parser import LLMParser
 from models.eval.judges import LLMRelevanceJudge, RelevanceItem
@@ -136,13 +140,27 @@ def server_row(model: Path, threads: int, in_flight: int, n: int, work: Path, ti
         stop_server(work / "server.json")
 
 
-def mixed_rounds(model: Path, cache_mb: int, rounds: int, work: Path, timeout_s: float) -> list[float]:
+def mixed_rounds(
+    model: Path, cache_mb: int, rounds: int, work: Path, timeout_s: float
+) -> tuple[list[float], float]:
     """Seconds per round of (one parse, one judgement) on a fresh 2-thread server with the prompt cache
-    at `cache_mb` (0: off); each round's request differs, so only prompt prefixes can be reused."""
+    at `cache_mb` (0: off), and the server's peak RSS in MB; each round's request differs, so only prompt
+    prefixes can be reused."""
     config = ServerConfig(
         model, QWEN_CODER_1_5B.name, port=free_port(), threads=2, ctx=8192, prompt_cache_mb=cache_mb
     )
     state = start_server(config, work / "server.json", work / "server.log")
+    server = psutil.Process(state.pid)
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            with contextlib.suppress(psutil.Error):
+                peak[0] = max(peak[0], server.memory_info().rss / 2**20)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     try:
         gateway = gateway_for(state.base_url, 1, timeout_s)
         parser = LLMParser(gateway, load_curated(load_settings().taxonomy_file))
@@ -158,19 +176,20 @@ def mixed_rounds(model: Path, cache_mb: int, rounds: int, work: Path, timeout_s:
                 f"(parse {parsed.failure or 'ok'}, judgement failures {judged.failures})",
                 flush=True,
             )
-        return seconds
+        return seconds, peak[0]
     finally:
+        done.set()
         stop_server(work / "server.json")
 
 
-def print_mixed(rows: dict[str, list[float]]) -> None:
+def print_mixed(rows: dict[str, tuple[list[float], float]]) -> None:
     print("\nalternating tasks: one parse then one relevance judgement per round, 2 threads, one in flight\n")
-    print("| prompt cache | round 1 s | later rounds, mean s | later rounds, speed-up |")
-    print("|---|---:|---:|---:|")
-    off = sum(rows["off"][1:]) / max(len(rows["off"]) - 1, 1)
-    for name, seconds in rows.items():
+    print("| prompt cache | round 1 s | later rounds, mean s | later rounds, speed-up | server peak RSS MB |")
+    print("|---|---:|---:|---:|---:|")
+    off = sum(rows["off"][0][1:]) / max(len(rows["off"][0]) - 1, 1)
+    for name, (seconds, peak_mb) in rows.items():
         later = sum(seconds[1:]) / max(len(seconds) - 1, 1)
-        print(f"| {name} | {seconds[0]:.0f} | {later:.1f} | {off / later:.2f}x |")
+        print(f"| {name} | {seconds[0]:.0f} | {later:.1f} | {off / later:.2f}x | {peak_mb:,.0f} |")
 
 
 def print_table(rows: list[Row]) -> None:
@@ -210,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
             ]
             mixed = {
                 name: mixed_rounds(model, cache_mb, args.rounds, Path(tmp), args.timeout_s)
-                for name, cache_mb in (("off", 0), ("on, 2,048 MB", 2048))
+                for name, cache_mb in (("off", 0), ("on, 256 MB of KV, n_batch 128", 256))
                 if args.rounds
             }
         except LocalLLMError as err:

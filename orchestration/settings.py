@@ -115,9 +115,9 @@ class LocalLLMSettings(BaseModel):
     port: int = Field(default=8181, ge=1, le=65535)
     threads: int = Field(default=2, ge=1)
     ctx: int = Field(default=8192, ge=512)  # tokens of context: prompt + answer of one request
-    prompt_cache_mb: int = Field(
-        default=2048, ge=0
-    )  # RAM for evaluated prompt prefixes, one per task (0: off)
+    # KV bytes of evaluated prompts the server keeps, so each task's prefix is found again (0: off); each
+    # cached prompt also holds ~78 MB of logits (models/llm/local_server.py ServerConfig).
+    prompt_cache_mb: int = Field(default=256, ge=0)
 
 
 class Settings(BaseSettings):

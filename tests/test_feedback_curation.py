@@ -57,6 +57,10 @@ def test_flags_near_misses_and_judge_disagreements():
         ("c3", "b"),
     }
     assert "llm@test rates it 2" in disagreements[0].detail
+    # An LLM judge on a CPU rates only the first responses: whole turns, in order, up to the limit.
+    flags = flag_turns(turns, grader, second, second_items=5)
+    assert {f.conversation_id for f in flags if f.source == "judge_disagreement"} == {"c1", "c2"}
+    assert [f.conversation_id for f in flags if f.source == "near_miss"] == ["c2", "c3"]
 
 
 CONVERSATIONS = {

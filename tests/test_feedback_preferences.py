@@ -154,6 +154,13 @@ def test_llm_pairs_drop_ties_order_disagreements_and_failures():
         "judge_pairwise:tie_or_order_disagreement": 3,
         "judge_pairwise:judge_failure": 1,
     }
+    # A CPU-served LLM is asked the first pairs only; the others are counted, not lost silently.
+    limited = llm_judged_pairs([turn], _PairJudge(verdicts[:2]), max_items=2)
+    assert limited.pairs.select("chosen_id", "rejected_id").rows() == [("b", "a")]
+    assert limited.dropped == {
+        "judge_pairwise:tie_or_order_disagreement": 1,
+        "judge_pairwise:beyond_llm_item_limit": 4,
+    }
 
 
 def _pairs(rows: list[dict]) -> pl.DataFrame:

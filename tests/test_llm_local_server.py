@@ -20,6 +20,7 @@ from models.llm.local_server import (
     build_runtime_wheel,
     read_state,
     runtime_problem,
+    server_command,
     start_server,
     stop_server,
     wheel_dir,
@@ -28,7 +29,7 @@ from models.llm.local_server import (
 FAKE_SERVER = """
 import argparse, http.server, json, sys
 parser = argparse.ArgumentParser()
-for flag in ("--model", "--model_alias", "--host", "--port", "--n_threads", "--n_threads_batch", "--n_ctx", "--logits_all", "--cache", "--cache_type", "--cache_size"):
+for flag in ("--model", "--model_alias", "--host", "--port", "--n_threads", "--n_threads_batch", "--n_ctx", "--logits_all", "--cache", "--cache_type", "--cache_size", "--n_batch"):
     parser.add_argument(flag)
 args = parser.parse_args()
 if args.model.endswith("broken.gguf"):
@@ -90,6 +91,21 @@ def test_server_starts_on_loopback_answers_and_stops_by_pid(runtime: Path) -> No
     assert stopped is not None and stopped.pid == state.pid
     assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
     assert stop_server(runtime / "server.json") is None  # nothing recorded any more
+
+
+def test_prompt_cache_flags_bound_its_memory_and_stay_off_with_logprobs(tmp_path: Path) -> None:
+    def flags(config: ServerConfig) -> dict[str, str]:
+        command = server_command(config)
+        return dict(zip(command[3::2], command[4::2], strict=True))
+
+    cached = flags(_config(tmp_path))
+    assert cached["--cache"] == "true" and cached["--cache_type"] == "ram"
+    assert cached["--cache_size"] == str(256 << 20) and cached["--n_batch"] == "128"
+    for config in (
+        ServerConfig(tmp_path / "m.gguf", "m", logprobs=True),
+        ServerConfig(tmp_path / "m.gguf", "m", prompt_cache_mb=0),
+    ):
+        assert "--cache" not in flags(config) and "--n_batch" not in flags(config)
 
 
 def test_busy_port_is_one_line_naming_it(runtime: Path) -> None:

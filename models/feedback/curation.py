@@ -36,7 +36,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.eval.judges import Judge, acceptable_from_rating
+from models.eval.judges import Judge, Verdict, acceptable_from_rating
 from models.eval.stats import judge_agreement
 from models.feedback.preferences import JudgedTurn
 from models.golden.curated import (
@@ -95,24 +95,42 @@ class Flag:
     detail: str
 
 
-def flag_turns(turns: Sequence[JudgedTurn], grader: Judge, second_judge: Judge | None = None) -> list[Flag]:
-    """Judge disagreements (with a second judge) and near-misses of the code grader, per turn."""
+def flag_turns(
+    turns: Sequence[JudgedTurn],
+    grader: Judge,
+    second_judge: Judge | None = None,
+    second_items: int | None = None,
+) -> list[Flag]:
+    """Judge disagreements (with a second judge) and near-misses of the code grader, per turn.
+
+    The second judge (an LLM: slow on a CPU) rates the responses of the first turns, in order, in one batch
+    of at most `second_items` responses (None: all); its disagreements are sought on those only.
+    """
+    second: dict[tuple[str, int, str], Verdict] = {}
+    if second_judge is not None:
+        asked: list[tuple[JudgedTurn, str]] = []
+        for turn in turns:
+            if second_items is not None and len(asked) + len(turn.responses) > second_items:
+                break
+            asked += [(turn, variant) for variant in sorted(turn.responses)]
+        verdicts = second_judge.judge([turn.responses[v] for turn, v in asked]).verdicts
+        second = {
+            (t.conversation_id, t.turn_index, v): verdict
+            for (t, v), verdict in zip(asked, verdicts, strict=True)
+        }
     flags = []
     for turn in turns:
         variants = sorted(turn.responses)
-        items = [turn.responses[v] for v in variants]
-        ratings = [v.value for v in grader.judge(items).verdicts]
+        ratings = [v.value for v in grader.judge([turn.responses[v] for v in variants]).verdicts]
         acceptable = [acceptable_from_rating(r) for r in ratings]
-        if second_judge is not None:
-            for variant, item_ok, verdict in zip(
-                variants, acceptable, second_judge.judge(items).verdicts, strict=True
-            ):
-                if verdict.ok and acceptable_from_rating(verdict.value) != item_ok:
-                    detail = (
-                        f"{variant}: {grader.version} says {'' if item_ok else 'not '}acceptable, "
-                        f"{second_judge.version} rates it {verdict.value} ({verdict.reason})"
-                    )
-                    flags.append(Flag(turn.conversation_id, turn.turn_index, "judge_disagreement", detail))
+        for variant, item_ok in zip(variants, acceptable, strict=True):
+            verdict = second.get((turn.conversation_id, turn.turn_index, variant))
+            if verdict is not None and verdict.ok and acceptable_from_rating(verdict.value) != item_ok:
+                detail = (
+                    f"{variant}: {grader.version} says {'' if item_ok else 'not '}acceptable, "
+                    f"{second_judge.version} rates it {verdict.value} ({verdict.reason})"
+                )
+                flags.append(Flag(turn.conversation_id, turn.turn_index, "judge_disagreement", detail))
         summary = ", ".join(f"{v} {r}" for v, r in zip(variants, ratings, strict=True))
         if BORDERLINE_RATING in ratings or len(set(acceptable)) > 1:
             flags.append(

@@ -316,14 +316,21 @@ def rated_pairs(turns: Sequence[JudgedTurn], grader: ResponseRulesGrader) -> Pai
     return PairExtraction.of(rows, dropped)
 
 
-def llm_judged_pairs(turns: Sequence[JudgedTurn], judge: LLMPairwiseJudge) -> PairExtraction:
-    """Online: the LLM pairwise judge in both orders; a tie or an order disagreement is no preference."""
+def llm_judged_pairs(
+    turns: Sequence[JudgedTurn], judge: LLMPairwiseJudge, max_items: int | None = None
+) -> PairExtraction:
+    """Online: the LLM pairwise judge in both orders; a tie or an order disagreement is no preference.
+    At most `max_items` pairs are asked (the first, in order: an LLM on a CPU is slow); the rest are counted."""
     dropped = {
         "judge_pairwise:identical_responses": 0,
         "judge_pairwise:tie_or_order_disagreement": 0,
         "judge_pairwise:judge_failure": 0,
+        "judge_pairwise:beyond_llm_item_limit": 0,
     }
     asked = [(turn, a, b) for turn in turns for a, b in _distinct_pairs(turn, dropped)]
+    if max_items is not None and len(asked) > max_items:
+        dropped["judge_pairwise:beyond_llm_item_limit"] = len(asked) - max_items
+        asked = asked[:max_items]
     items = [
         PairItem(f"{t.conversation_id}:{t.turn_index}:{a}~{b}", t.responses[a], t.responses[b])
         for t, a, b in asked

@@ -59,7 +59,9 @@ class GatewayConfig(BaseModel):
         default=20, description="conversations an LLM generator partition writes"
     )
     judge_items: PositiveInt = Field(
-        default=100, description="items per label set an LLM judge is calibrated on (a seeded sample)"
+        default=100,
+        description="items per label set an LLM judge is calibrated on (a seeded sample); also the most "
+        "responses or pairs an LLM judge rates for the curation queue and the preference pairs",
     )
     eval_conversations: PositiveInt | None = Field(
         default=12,

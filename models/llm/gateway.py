@@ -248,11 +248,11 @@ class LLMGateway:
             wall_s=stats.wall_s,
         )
         log.info(
-            "LLM batch: %d requests, %d cached, %d failed %s, $%.4f",
+            "LLM batch: %d requests, %d cached, %d failed%s, $%.4f",
             stats.requests,
             stats.cache_hits,
             stats.failed,
-            stats.failures_by_reason or "",
+            f" {stats.failures_by_reason}" if stats.failures_by_reason else "",
             stats.cost_usd,
         )
         return BatchResult(final, stats)

@@ -53,6 +53,7 @@ CMAKE_ARGS = (
 )
 DEFAULT_PORT = 8181
 SERVER_SLOTS = 1  # llama_cpp.server decodes one request at a time
+CACHED_N_BATCH = 128  # prompt tokens per decode call while the prompt cache is on (see ServerConfig)
 LOOPBACK = "127.0.0.1"
 Progress = Callable[[str], None]
 
@@ -292,13 +293,21 @@ class ServerConfig:
     ctx: int = 8192
     logprobs: bool = False  # llama-cpp-python returns logprobs only with logits for every token (slower)
     # The server keeps one context, so a request reuses only the previous request's prefix: tasks that
-    # alternate (a turn's parse, then its agent call) would each re-read a 4,000-token prompt. A RAM cache of
-    # evaluated states lets every task's prompt prefix be found again (0: off).
-    prompt_cache_mb: int = 2048
+    # alternate (a turn's parse, then its agent call) would each re-read a 5,000-token prompt. A RAM cache of
+    # evaluated states lets every task's prompt prefix be found again (0: off). llama-cpp-python counts
+    # only a state's KV bytes (~28 KB a token here) against this budget, but each state also copies the
+    # logits buffer, n_batch x 151,936 floats (311 MB at the default n_batch 512): at 2 GB the server was
+    # OOM-killed at 21 GB. Hence a small n_batch while the cache is on (78 MB a state), and no cache with
+    # logprobs (the buffer is then n_ctx rows: gigabytes a state).
+    prompt_cache_mb: int = 256
 
     @property
     def base_url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}/v1"
+
+    @property
+    def prompt_cache(self) -> bool:
+        return self.prompt_cache_mb > 0 and not self.logprobs
 
 
 @dataclass(frozen=True)
@@ -322,8 +331,9 @@ def server_command(config: ServerConfig, python: str = sys.executable) -> list[s
         "--n_threads_batch", str(config.threads),
         "--n_ctx", str(config.ctx),
         "--logits_all", str(config.logprobs),
-        *(("--cache", "true", "--cache_type", "ram", "--cache_size", str(config.prompt_cache_mb << 20))
-          if config.prompt_cache_mb else ()),
+        *(("--cache", "true", "--cache_type", "ram", "--cache_size", str(config.prompt_cache_mb << 20),
+           "--n_batch", str(CACHED_N_BATCH))
+          if config.prompt_cache else ()),
     ]  # fmt: skip
 
 
