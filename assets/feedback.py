@@ -349,7 +349,10 @@ def online_experiment(
             servers.append(AssistantServer(candidate.key, assistant))
         except (LLMUnavailable, LookupError) as err:
             raise dg.Failure(str(err)) from err
-    population = ListenerPopulation.sample(tree, catalog, config.listeners, platform.seed)
+    # An arm that calls the LLM answers every simulated turn through it: LLM mode's size setting applies.
+    uses_llm = arms.control.uses_llm or arms.treatment.uses_llm
+    listeners = min(config.listeners, llm.online_listeners) if uses_llm else config.listeners
+    population = ListenerPopulation.sample(tree, catalog, listeners, platform.seed)
     result = run_online_experiment(
         population,
         *servers,
@@ -362,7 +365,7 @@ def online_experiment(
         client,
         mlflow.experiment_id(EXPERIMENT),
         result,
-        {"treatment_chosen_as": arms.how, "listeners": str(config.listeners), "seed": str(platform.seed)},
+        {"treatment_chosen_as": arms.how, "listeners": str(listeners), "seed": str(platform.seed)},
         correlation,
         offline_run_ids(client, [arms.control.key, arms.treatment.key]),
         mlflow.registry_lock(),
@@ -377,6 +380,7 @@ def online_experiment(
             "control": arms.control.key,
             "treatment": arms.treatment.key,
             "treatment_chosen_as": arms.how,
+            "listeners": listeners,
             "mlflow_run_id": run_id,
             "srm_p_value": round(like.srm.p_value, 4),
             "srm_flagged": like.srm.flagged,

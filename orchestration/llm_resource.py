@@ -31,6 +31,7 @@ class LLMGatewayResource(dg.ConfigurableResource):
     cache_path: str | None = ".setlist/llm_cache.sqlite"
     synthetic_conversations: int = 20
     judge_items: int = 100
+    online_listeners: int = 20
     eval_conversations: int | None = 12
 
     _gateway: LLMGateway | None = PrivateAttr(default=None)

@@ -183,6 +183,25 @@ def test_the_gate_moves_champion_to_the_winner_and_challenger_to_the_runner_up(c
     assert resolve_alias(client, CHALLENGER).candidate.key == worse
 
 
+def test_the_runner_up_is_chosen_by_paired_delta_not_by_a_mean_over_other_turns(client) -> None:
+    """An LLM candidate replays a sample of the conversations: its mean is over easier or harder turns."""
+    keys = ["keyword-v1.hybrid.template", "keyword-v1.bm25.template", "keyword-v1.tags.template"]
+    _register(client, *keys)
+    champion, full, sampled = keys
+    tables = {
+        champion: _per_turn([1.0] * 40 + [0.0] * 160),
+        full: _per_turn([1.0] * 30 + [0.0] * 170),  # mean 0.15, paired delta -0.05
+        sampled: _per_turn([1.0] * 36 + [0.0] * 4).head(
+            40
+        ),  # the first 20 conversations: mean 0.9, delta -0.1
+    }
+    report = gate_on_golden_sets(champion, tables, n_resamples=500)
+    assert report.promoted is None
+    assert report.decisions[sampled].primary.challenger_mean > report.decisions[full].primary.challenger_mean
+    apply_gate(client, champion, report)
+    assert resolve_alias(client, CHALLENGER).candidate.key == full
+
+
 def test_chat_loads_the_index_through_the_profiles_io_manager_not_local_files(
     settings, catalog, taxonomy
 ) -> None:

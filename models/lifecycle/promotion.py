@@ -48,12 +48,14 @@ def promote(client: MlflowClient, candidate: Candidate) -> list[str]:
 def apply_gate(client: MlflowClient, champion: str, report: GateReport) -> list[str]:
     """Move the aliases the gate's decisions call for; returns the moves, as `alias -> version` lines."""
     moved = promote(client, Candidate.from_key(report.promoted)) if report.promoted else []
-    # The runner-up: the best of the challengers not promoted and, after a promotion, the old champion.
-    means = {k: d.primary.challenger_mean for k, d in report.decisions.items() if k != report.promoted}
+    # The runner-up: the best of the challengers not promoted and, after a promotion, the old champion (delta
+    # 0), by the paired primary delta against the old champion. Not by means: an LLM candidate replays a
+    # sample of the conversations, so its mean is over other turns than the rest's.
+    deltas = {k: d.primary.delta.estimate for k, d in report.decisions.items() if k != report.promoted}
     if report.promoted:
-        means[champion] = report.decisions[report.promoted].primary.champion_mean
-    if means:
-        runner_up = max(means, key=means.__getitem__)
+        deltas[champion] = 0.0
+    if deltas:
+        runner_up = max(deltas, key=deltas.__getitem__)
         version = _assistant_version(client, Candidate.from_key(runner_up))
         set_model_alias(client, ASSISTANT_MODEL, CHALLENGER, version)
         moved.append(f"models:/{ASSISTANT_MODEL}@{CHALLENGER} -> {version} ({runner_up})")

@@ -63,6 +63,9 @@ class GatewayConfig(BaseModel):
         description="items per label set an LLM judge is calibrated on (a seeded sample); also the most "
         "responses or pairs an LLM judge rates for the curation queue and the preference pairs",
     )
+    online_listeners: PositiveInt = Field(
+        default=20, description="simulated listeners the online experiment samples when an arm calls the LLM"
+    )
     eval_conversations: PositiveInt | None = Field(
         default=12,
         description="curated conversations an LLM candidate replays (a seeded sample; None: all); "
