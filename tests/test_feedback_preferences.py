@@ -9,6 +9,7 @@ from models.feedback.preferences import (
     JudgedTurn,
     PairExtraction,
     cpcd_pairs,
+    feedback_pairs,
     length_balanced,
     llm_judged_pairs,
     rated_pairs,
@@ -277,3 +278,29 @@ def test_length_balancing_evens_each_source_and_counts_the_surplus():
     assert balanced.pairs.filter(pl.col("chosen") == "same size").height == 4  # equal lengths are kept
     again = length_balanced(PairExtraction(_pairs(rows[::-1]), {}))
     assert sorted(again.pairs["pair_id"]) == sorted(balanced.pairs["pair_id"])  # independent of row order
+
+
+def test_feedback_pairs_skip_a_liked_and_a_skipped_copy_of_the_same_track_and_count_them():
+    """A catalog with duplicates (a re-release under another id) renders both the same: no preference."""
+    catalog = pl.DataFrame(
+        {
+            "track_id": ["t1", "t1-reissue", "t2"],
+            "title": ["Song", "Song", "Other"],
+            "artists": [["A"], ["A"], ["B"]],
+            "album": [None, None, None],
+        }
+    )
+    events = pl.DataFrame(
+        {
+            "session_id": ["s"] * 3,
+            "turn_index": [0] * 3,
+            "request": ["something calm"] * 3,
+            "intent": ["recommend"] * 3,
+            "event": ["like", "skip", "skip"],
+            "track_id": ["t1", "t1-reissue", "t2"],
+            "position": [0, 1, 2],
+        }
+    )
+    result = feedback_pairs(events, catalog)
+    assert result.pairs.select("chosen_id", "rejected_id").rows() == [("t1", "t2")]
+    assert result.dropped == {"user_feedback:identical_texts": 1}

@@ -359,7 +359,11 @@ def feedback_pairs(events: pl.DataFrame, catalog: pl.DataFrame, max_per_slate: i
     """
     rated = events.filter(pl.col("event").is_in(["like", "save", "skip"]))["track_id"].unique()
     texts = track_texts(catalog, rated)
-    dropped = {"user_feedback:track_not_in_catalog": 0, "user_feedback:over_slate_cap": 0}
+    dropped = {
+        "user_feedback:track_not_in_catalog": 0,
+        "user_feedback:identical_texts": 0,  # duplicates in the catalog (a re-release): no preference to learn
+        "user_feedback:over_slate_cap": 0,
+    }
     slates = (
         events.group_by("session_id", "turn_index")
         .agg(
@@ -380,6 +384,9 @@ def feedback_pairs(events: pl.DataFrame, catalog: pl.DataFrame, max_per_slate: i
                 for bad in negative:
                     if good not in texts or bad not in texts:
                         dropped["user_feedback:track_not_in_catalog"] += 1
+                        continue
+                    if texts[good] == texts[bad]:
+                        dropped["user_feedback:identical_texts"] += 1
                         continue
                     if kept == max_per_slate:
                         dropped["user_feedback:over_slate_cap"] += 1
