@@ -6,6 +6,7 @@ the alias, by the gate or by hand in the MLflow UI, changes what the next chat s
 the `retrieval_index` asset through its IO manager, as every asset reads it, so chat works in any profile.
 """
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,8 +67,14 @@ def load_retrieval_index(settings: Settings) -> CatalogIndex:
     # Imported here: the code location loads every asset module, which chat needs only at this point.
     from orchestration.definitions import build_definitions
 
+    # Dagster loads it with a console logger of its own at DEBUG ("Loading file from: ..."), whatever the
+    # "dagster" logger's level: debug records are off for the load, so the chat shows none.
+    disabled = logging.root.manager.disable
+    logging.disable(logging.DEBUG)
     try:
         index = build_definitions(settings).load_asset_value(RETRIEVAL_INDEX)
     except (OSError, IndexFormatError) as err:  # never materialized, or by other code
         raise ChatSetupError(f"{RETRIEVAL_INDEX} cannot be loaded ({err}); run `setlist run` first") from err
+    finally:
+        logging.disable(disabled)
     return index

@@ -492,7 +492,6 @@ def chat(
 
     settings = _settings()
     errors = Console(stderr=True)
-    logging.getLogger("dagster").setLevel(logging.WARNING)  # the index loads through Dagster: no debug lines
     try:
         loaded = load_chat_assistant(settings, candidate, alias)
     except ChatSetupError as err:
