@@ -118,13 +118,14 @@ def test_rated_pairs_choose_the_higher_rating_and_count_ties_and_identical_answe
             "a": _item("a", "Piano for you", ["instrument/piano"]),
             "b": _item("b", "Guitar for you", ["instrument/guitar"]),
             "c": _item("c", "Drums for you", ["instrument/drums"]),
-            "d": _item("d", "Piano for you", ["instrument/piano"]),  # same answer as a
+            "d": _item("d", "Piano for you", ["instrument/piano", "mood/calm"]),  # a's words, other tracks
         }
     )
     result = rated_pairs([turn], _Grader({"a": 5, "b": 3, "c": 3, "d": 5}))
     assert sorted(result.pairs.select("chosen_id", "rejected_id").rows()) == [("a", "b"), ("a", "c")]
     assert set(result.pairs["judge_version"]) == {"fake@v1"}
-    # a-d identical; b-c tie; d beats b and c with a's very texts: duplicates of a's pairs
+    # a-d identical in words (what a pair holds; shown tracks differ, as duplicates in a catalog would); b-c
+    # tie; d beats b and c with a's very texts: duplicates of a's pairs
     assert result.dropped == {
         "judge_pairwise:identical_responses": 1,
         "judge_pairwise:tie_rating": 1,

@@ -274,11 +274,11 @@ def _track_nodes(catalog: pl.DataFrame, taxonomy: Taxonomy) -> dict[str, list[st
 
 
 def _distinct_pairs(turn: JudgedTurn, dropped: dict[str, int]) -> list[tuple[str, str]]:
-    """Variant pairs whose responses differ; identical answers carry no preference."""
+    """Variant pairs whose responses differ; identical answers carry no preference. Identical is by the text
+    the pair holds: slates of duplicate tracks (a catalog's copies under other ids) read the same."""
     pairs = []
     for a, b in combinations(sorted(turn.responses), 2):
-        ra, rb = turn.responses[a], turn.responses[b]
-        if (ra.response, ra.shown) == (rb.response, rb.shown):
+        if turn.responses[a].response == turn.responses[b].response:
             dropped["judge_pairwise:identical_responses"] += 1
         else:
             pairs.append((a, b))
