@@ -150,7 +150,7 @@ def _in_child(mode: str, inputs: dict[str, str], home: Path) -> dict[str, Any]:
 # --- Celery: the production stack, two workers -------------------------------------------------------------------
 
 
-def run_celery(root: Path, inputs: dict[str, str]) -> dict[str, Any]:
+def run_celery(root: Path, inputs: dict[str, str], timeout: float) -> dict[str, Any]:
     from orchestration.settings import load_settings
 
     with production_stack(root, inputs, workers=2) as stack:
@@ -161,7 +161,7 @@ def run_celery(root: Path, inputs: dict[str, str]) -> dict[str, Any]:
         }
         with PeakMemory(lambda: [p for w in workers.values() for p in _tree(w)]) as memory:
             started = time.perf_counter()
-            runs = run_stages_on_stack(stack, load_settings(), RUN_CONFIGS)
+            runs = run_stages_on_stack(stack, load_settings(), RUN_CONFIGS, timeout)
             wall = time.perf_counter() - started
         if failed := [r.job_name for r in runs if r.status.value != "SUCCESS"]:
             raise SystemExit(f"celery: {failed} failed\n{stack.logs_tail()}")
@@ -242,7 +242,8 @@ def main() -> None:
             if scaled is not None:
                 inputs["SETLIST_CATALOG__LOCATION"] = str(scaled)
             if mode == "celery":
-                results[mode] = run_celery(root, inputs)
+                # a stage's runs may take long at scale (the tests' 300 s wait timed out at 1M)
+                results[mode] = run_celery(root, inputs, timeout=300 + args.tracks / 1000)
             else:
                 results[mode] = _in_child(mode, inputs, root / "home")
             print(f"{mode}: {results[mode]['wall_s']:.1f} s", file=sys.stderr, flush=True)

@@ -591,7 +591,7 @@ def run_stages_in_process(
 
 
 def run_stages_on_stack(
-    stack: Stack, settings: Settings, run_configs: Mapping[str, dict]
+    stack: Stack, settings: Settings, run_configs: Mapping[str, dict], timeout: float = 300
 ) -> list[dg.DagsterRun]:
     """The same stages and partitions submitted through the webserver's GraphQL API, one stage after the
     other (a stage reads what the one before wrote); the daemon dequeues them and Celery runs their steps."""
@@ -607,7 +607,7 @@ def run_stages_on_stack(
                 stack.submit(f"setlist_{stage.name}", partition=key, run_config=run_configs.get(stage.name))
                 for key in keys
             ]
-            runs = stack.wait_runs(run_ids)
+            runs = stack.wait_runs(run_ids, timeout)
             done.extend(runs.values())
             if any(run.status != dg.DagsterRunStatus.SUCCESS for run in runs.values()):
                 return done
