@@ -44,7 +44,7 @@ from models.feedback.preferences import (
 from models.feedback.simulator import AssistantServer, ListenerPopulation, simulate
 from models.golden.cpcd import CPCD_PREFERENCE_SHARE, CPCD_SPLIT_SALT
 from models.lifecycle.build import Resolved, build_assistant, resolve, resolve_alias
-from models.lifecycle.candidates import baseline_candidate
+from models.lifecycle.candidates import Candidate, baseline_candidate
 from models.lifecycle.registry import CHAMPION
 from models.llm import LLMUnavailable
 from models.taxonomy import Taxonomy
@@ -103,7 +103,8 @@ def interaction_logs_assets(
     else:
         tree = Taxonomy.from_table(taxonomy)
         server, fallback = _deployed_server(mlflow.client(), llm, retrieval_index, tree)
-        population = ListenerPopulation.sample(tree, catalog, config.listeners, platform.seed)
+        listeners = _simulated_listeners(config.listeners, llm, [server.variant])
+        population = ListenerPopulation.sample(tree, catalog, listeners, platform.seed)
         run = simulate(population, server, sessions_per_listener=config.sessions_per_listener)
         events, quarantined = run.events, empty_quarantine()
         sessions = session_table(run.events, run.sessions)
@@ -112,7 +113,7 @@ def interaction_logs_assets(
             "source": "simulated",
             "served_by": server.variant,
             "served_note": fallback or "setlist-assistant@champion",
-            "listeners": config.listeners,
+            "listeners": listeners,
             "taste_nodes": len(population.nodes),
             "offline_online_spearman": round(correlation.spearman, 3),
             "offline_online_ci": f"[{correlation.ci_low:.3f}, {correlation.ci_high:.3f}]",
@@ -150,6 +151,14 @@ def interaction_logs_assets(
             else "none",
         },
     )
+
+
+def _simulated_listeners(configured: int, llm: LLMGatewayResource, served: list[str]) -> int:
+    """Listeners to simulate: a candidate that calls the LLM answers every simulated turn through it, so LLM
+    mode's size (`SETLIST_LLM__ONLINE_LISTENERS`) applies."""
+    if any(Candidate.from_key(key).uses_llm for key in served):
+        return min(configured, llm.online_listeners)
+    return configured
 
 
 def _deployed_server(
@@ -349,9 +358,7 @@ def online_experiment(
             servers.append(AssistantServer(candidate.key, assistant))
         except (LLMUnavailable, LookupError) as err:
             raise dg.Failure(str(err)) from err
-    # An arm that calls the LLM answers every simulated turn through it: LLM mode's size setting applies.
-    uses_llm = arms.control.uses_llm or arms.treatment.uses_llm
-    listeners = min(config.listeners, llm.online_listeners) if uses_llm else config.listeners
+    listeners = _simulated_listeners(config.listeners, llm, [arms.control.key, arms.treatment.key])
     population = ListenerPopulation.sample(tree, catalog, listeners, platform.seed)
     result = run_online_experiment(
         population,

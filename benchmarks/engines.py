@@ -21,15 +21,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from benchmarks.catalog import SHARED, scaled_copy
+from benchmarks.memory import PeakMemory
 from benchmarks.scale import _step_seconds, plain_steps, run_plain
 from tests.production_stack import (
     SMALL_COMPARISON,
@@ -40,37 +39,8 @@ from tests.production_stack import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-MB = 1024 * 1024
 RUN_CONFIGS = {"comparison": SMALL_COMPARISON}
 BUNDLED_TRACKS = 5_000
-
-
-class PeakMemory:
-    """The highest RSS of each process `processes()` names, sampled every `interval_s` in a thread."""
-
-    def __init__(self, processes: Callable[[], list[psutil.Process]], interval_s: float = 0.1) -> None:
-        self._processes = processes
-        self._interval_s = interval_s
-        self.peak_mb: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            for process in self._processes():
-                try:
-                    rss = process.memory_info().rss / MB
-                except psutil.Error:
-                    continue
-                self.peak_mb[process.pid] = max(self.peak_mb.get(process.pid, 0.0), rss)
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _tree(root: psutil.Process) -> list[psutil.Process]:

@@ -24,18 +24,17 @@ The table prints the machine's load average beside it: these figures move with w
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import socket
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
+from benchmarks.memory import PeakMemory
 from models.assistant.llm_parser import LLMParser
 from models.eval.judges import LLMRelevanceJudge, RelevanceItem
 from models.llm import GatewayConfig, LLMGateway
@@ -151,34 +150,24 @@ def mixed_rounds(
     )
     state = start_server(config, work / "server.json", work / "server.log")
     server = psutil.Process(state.pid)
-    peak = [0.0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.2):
-            with contextlib.suppress(psutil.Error):
-                peak[0] = max(peak[0], server.memory_info().rss / 2**20)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     try:
         gateway = gateway_for(state.base_url, 1, timeout_s)
         parser = LLMParser(gateway, load_curated(load_settings().taxonomy_file))
         judges = LLMRelevanceJudge(gateway)
         seconds = []
-        for i in range(rounds):
-            started = time.perf_counter()
-            parsed = parser.parse_batch([REQUESTS[i % len(REQUESTS)]], [[]])[0]
-            judged = judges.judge(items(i + 1)[i:])
-            seconds.append(time.perf_counter() - started)
-            print(
-                f"cache {cache_mb} MB, round {i + 1}/{rounds}: {seconds[-1]:.0f} s "
-                f"(parse {parsed.failure or 'ok'}, judgement failures {judged.failures})",
-                flush=True,
-            )
-        return seconds, peak[0]
+        with PeakMemory(lambda: [server], interval_s=0.2) as memory:
+            for i in range(rounds):
+                started = time.perf_counter()
+                parsed = parser.parse_batch([REQUESTS[i % len(REQUESTS)]], [[]])[0]
+                judged = judges.judge(items(i + 1)[i:])
+                seconds.append(time.perf_counter() - started)
+                print(
+                    f"cache {cache_mb} MB, round {i + 1}/{rounds}: {seconds[-1]:.0f} s "
+                    f"(parse {parsed.failure or 'ok'}, judgement failures {judged.failures})",
+                    flush=True,
+                )
+        return seconds, memory.peak_mb.get(server.pid, 0.0)
     finally:
-        done.set()
         stop_server(work / "server.json")
 
 

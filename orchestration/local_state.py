@@ -61,10 +61,8 @@ def prepare_home(settings: Settings) -> None:
     with file_lock(settings.dagster_home / ".init.lock"):
         dagster_yaml = settings.dagster_home / "dagster.yaml"
         # Setlist's own file follows the code; a file someone wrote in its place is theirs.
-        if not dagster_yaml.exists() or (
-            dagster_yaml.read_text().startswith(DAGSTER_YAML_HEADER)
-            and dagster_yaml.read_text() != DAGSTER_YAML
-        ):
+        current = dagster_yaml.read_text() if dagster_yaml.exists() else DAGSTER_YAML_HEADER
+        if current.startswith(DAGSTER_YAML_HEADER) and current != DAGSTER_YAML:
             dagster_yaml.write_text(DAGSTER_YAML)
         instance = dg.DagsterInstance.get()  # creates the run, event and schedule storage once
         if settings.profile == "local":  # process ids mean something only on this machine

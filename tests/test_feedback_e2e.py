@@ -15,6 +15,7 @@ from assets.intent import build_intent_assets
 from models.assistant.retrieval import CatalogIndex
 from models.synthetic.grammar import VERSION
 from orchestration.definitions import build_resources
+from orchestration.llm_resource import LLMGatewayResource
 from orchestration.partitions import SYNTHETIC_GENERATORS, synthetic_partition_key
 from orchestration.resources import INDEX_IO_MANAGER
 
@@ -84,3 +85,11 @@ def test_preference_pairs_and_interaction_logs_materialize_offline(settings, tmp
         first = json.loads(next(lines))
     assert {"prompt", "chosen", "rejected", "source"} <= first.keys()
     assert str(settings.exports_dir) in meta["export_jsonl"]
+
+
+def test_simulated_listeners_follow_llm_mode_size_only_when_a_served_candidate_calls_the_llm():
+    llm = LLMGatewayResource(online_listeners=20)
+    _simulated_listeners = assets.feedback._simulated_listeners
+    assert _simulated_listeners(400, llm, ["intent-v1.hybrid.template", "keyword-v1.bm25.template"]) == 400
+    assert _simulated_listeners(400, llm, ["intent-v1.hybrid.template", "intent-v1.hybrid.story-v2"]) == 20
+    assert _simulated_listeners(10, llm, ["parse-v1.agent-v1.hybrid.template"]) == 10
