@@ -39,6 +39,7 @@ from models.taxonomy import Taxonomy
 CHITCHAT_REPLY = (
     "Hi! Tell me a mood, an activity or a few artists and I'll find tracks and tell you why each fits."
 )
+ONGOING_CHITCHAT_REPLY = "Anytime! Ask for more like these, or tell me what you'd like to hear next."
 OUT_OF_SCOPE_REPLY = "I can only help you discover music. What would you like to hear?"
 VAGUE_QUESTION = "What are you in the mood for? A genre, a mood, an activity or a few artists would help."
 MAX_TURN_CHARS = 1000  # a longer turn is cut here (and the answer says so): parsing and search stay fast
@@ -249,6 +250,8 @@ class Assistant:
         just_liked = before.turns in before.liked.values()  # likes given since the last answer
         # "how about white lion?": a question naming catalog artists, not about a shown track by position
         names_instead = intent is Intent.ASK_ABOUT_TRACK and all(r.index is None for r in slots.track_refs)
+        # "what about with guitar?": a question naming what to hear, and no track, asks for it
+        asks_for_nodes = intent is Intent.ASK_ABOUT_TRACK and not slots.track_refs and names_nodes
         # an unsure "out of scope" that names catalog artists or titles is a request for them
         unsure_refusal = intent is Intent.OUT_OF_SCOPE and confidence < self.config.clarify_below
         if intent is Intent.CHITCHAT and just_liked and not (mentioned or followup):
@@ -258,6 +261,8 @@ class Assistant:
         ) and (mentioned or followup):
             intent = Intent.REFINE if ongoing else Intent.RECOMMEND
             slots = slots.model_copy(update={"track_refs": []})
+        elif asks_for_nodes:
+            intent = Intent.REFINE if ongoing else Intent.RECOMMEND
         elif intent is Intent.NEEDS_CLARIFICATION and ongoing:
             intent = Intent.REFINE  # "hmm, not sure": keep going with what we have
         elif intent is Intent.RECOMMEND and ongoing and not names_nodes:
@@ -302,7 +307,7 @@ class Assistant:
         if answer is not None:
             parts.append(answer.response)
         elif turn.question is None:
-            parts.append(OUT_OF_SCOPE_REPLY if labels.intent is Intent.OUT_OF_SCOPE else CHITCHAT_REPLY)
+            parts.append(_no_action_reply(labels.intent, ongoing=bool(session.history)))
         if turn.notes:
             parts.append(f"Note: {'; '.join(turn.notes)}.")
         if turn.question is not None:
@@ -346,6 +351,13 @@ class Assistant:
     def _artist_of(self, track_id: str) -> str | None:
         row = self.index.get_track(track_id)
         return row["artist_id"] if row else None
+
+
+def _no_action_reply(intent: Intent, ongoing: bool) -> str:
+    """Out of scope, or chatter: a greeting opens a conversation, a "thanks" later on is not greeted."""
+    if intent is Intent.OUT_OF_SCOPE:
+        return OUT_OF_SCOPE_REPLY
+    return ONGOING_CHITCHAT_REPLY if ongoing else CHITCHAT_REPLY
 
 
 def _acts(intent: Intent) -> bool:
