@@ -13,6 +13,10 @@ class Progress:
     elapsed_s: float
     verb: str = "done"
     unit: str = "items"
+    # Where items differ in cost and come in a known order (embedding sorts texts by length, so the longest
+    # come last), the ETA follows the share of the work done (here: characters), not of the items.
+    work_done: float | None = None
+    work_total: float | None = None
 
     @property
     def rate(self) -> float:
@@ -20,6 +24,8 @@ class Progress:
 
     @property
     def eta_s(self) -> float:
+        if self.work_done and self.work_total is not None:
+            return self.elapsed_s * (self.work_total - self.work_done) / self.work_done
         return (self.total - self.done) / self.rate if self.rate > 0 else math.nan
 
     def __str__(self) -> str:

@@ -143,3 +143,14 @@ def test_progress_reports_done_total_rate_and_eta(model) -> None:
         str(Progress(3, 40, 60.0, "answered", "requests"))
         == "answered 3/40 requests (8%), 0.05 requests/s, ETA 740 s"
     )
+    # Half the texts but a fifth of the characters in 2 s: the rest takes 8 s, not 2.
+    assert Progress(50, 100, 2.0, "embedded", "texts", work_done=200, work_total=1000).eta_s == 8
+
+
+def test_embedding_progress_counts_characters_for_the_eta(model, monkeypatch) -> None:
+    monkeypatch.setattr("models.assistant.embedding.PROGRESS_EVERY_S", 0)  # hear every batch
+    heard: list[Progress] = []
+    texts = ["a", "bb", "ccc " * 20, "dd"]
+    embed_all(model, texts, batch_size=2, on_progress=heard.append)
+    # The short texts come first: after half of the texts, 3 of 85 characters are done.
+    assert [(p.done, p.work_done, p.work_total) for p in heard] == [(2, 3, 85), (4, 85, 85)]

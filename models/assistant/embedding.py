@@ -133,17 +133,21 @@ def embed_all(
     returned in input order; `on_progress` hears every PROGRESS_EVERY_S seconds and at the end."""
     n = len(texts)
     order = sorted(range(n), key=lambda i: len(texts[i]))
+    total_chars, done_chars = sum(map(len, texts)), 0  # the ETA's measure of work: the longest come last
     out: np.ndarray | None = None
     start = last = time.perf_counter()
     for lo in range(0, n, batch_size):
         rows = order[lo : lo + batch_size]
-        vectors = embedder.embed([texts[i] for i in rows])
+        batch = [texts[i] for i in rows]
+        vectors = embedder.embed(batch)
         if out is None:
             out = np.empty((n, vectors.shape[1]), dtype=np.float32)
         out[rows] = vectors
+        done_chars += sum(map(len, batch))
         now = time.perf_counter()
         if on_progress and (now - last >= PROGRESS_EVERY_S or lo + batch_size >= n):
-            on_progress(Progress(min(lo + batch_size, n), n, now - start, "embedded", "texts"))
+            done = min(lo + batch_size, n)
+            on_progress(Progress(done, n, now - start, "embedded", "texts", done_chars, total_chars))
             last = now
     return out if out is not None else embedder.embed([])
 
