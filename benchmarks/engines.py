@@ -113,7 +113,7 @@ def _in_child(mode: str, inputs: dict[str, str], home: Path) -> dict[str, Any]:
         text=True,
     )
     if done.returncode != 0:
-        raise SystemExit(f"{mode} failed:\n{done.stderr[-4000:]}")
+        return {"failed": done.stderr[-4000:]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -123,7 +123,7 @@ def _in_child(mode: str, inputs: dict[str, str], home: Path) -> dict[str, Any]:
 def run_celery(root: Path, inputs: dict[str, str], timeout: float) -> dict[str, Any]:
     from orchestration.settings import load_settings
 
-    with production_stack(root, inputs, workers=2) as stack:
+    with production_stack(root, inputs, workers=2, launches_of_its_own=False) as stack:
         workers = {
             name: psutil.Process(s.process.pid)
             for name, s in stack.services.items()
@@ -131,10 +131,11 @@ def run_celery(root: Path, inputs: dict[str, str], timeout: float) -> dict[str, 
         }
         with PeakMemory(lambda: [p for w in workers.values() for p in _tree(w)]) as memory:
             started = time.perf_counter()
-            runs = run_stages_on_stack(stack, load_settings(), RUN_CONFIGS, timeout)
+            try:
+                runs = run_stages_on_stack(stack, load_settings(), RUN_CONFIGS, timeout)
+            except TimeoutError as err:
+                return {"failed": str(err)[-4000:]}
             wall = time.perf_counter() - started
-        if failed := [r.job_name for r in runs if r.status.value != "SUCCESS"]:
-            raise SystemExit(f"celery: {failed} failed\n{stack.logs_tail()}")
         steps: dict[str, float] = {}
         with stack.instance() as instance:
             for run in runs:
@@ -143,15 +144,27 @@ def run_celery(root: Path, inputs: dict[str, str], timeout: float) -> dict[str, 
             name: sum(memory.peak_mb.get(p.pid, 0.0) for p in _tree(process))
             for name, process in workers.items()
         }
-    return {"wall_s": wall, "steps": steps, "worker_mb": per_worker}
+        result = {"wall_s": wall, "steps": steps, "worker_mb": per_worker}
+        if failed := [r.job_name for r in runs if r.status.value != "SUCCESS"]:
+            result["failed"] = f"{failed} failed\n{stack.logs_tail()}"
+    return result
 
 
 # --- report ------------------------------------------------------------------------------------------------------
 
 
 def print_table(tracks: int, dialogs: int, results: dict[str, dict[str, Any]]) -> None:
+    """An engine that failed is reported with its reason; one that failed part-way keeps the steps it finished
+    and its memory, but no whole-job figures, and stays out of the shared steps."""
+    for mode, r in results.items():
+        if "failed" in r:
+            print(f"\n{mode} FAILED:\n{r['failed']}")
+    results = {mode: r for mode, r in results.items() if "steps" in r}
+    if "plain" not in results:
+        return
     plain = results["plain"]
-    shared = [s for s in plain["steps"] if all(s in r["steps"] for r in results.values())]
+    complete = [r for r in results.values() if "failed" not in r]
+    shared = [s for s in plain["steps"] if all(s in r["steps"] for r in complete)]
     plain_s = sum(plain["steps"][s] for s in shared)
     print(f"\n### {tracks:,} tracks, {dialogs} CPCD dialogs: the main job's stages per engine\n")
     print(
@@ -159,24 +172,25 @@ def print_table(tracks: int, dialogs: int, results: dict[str, dict[str, Any]]) -
     )
     print("|---|---:|---:|---:|---:|---|")
     for mode, r in results.items():
-        shared_s = sum(r["steps"][s] for s in shared)
+        shared_s = sum(r["steps"].get(s, 0.0) for s in shared)
         if mode == "celery":
             memory = ", ".join(f"{name} {mb:,.0f}" for name, mb in sorted(r["worker_mb"].items()))
         elif mode == "multiprocess":
             memory = f"run worker {r['process_mb']:,.0f}; step processes max {max(r['step_process_mb']):,.0f}"
         else:  # one process does every step (its compute-log `tail` helpers left out)
             memory = f"{r['process_mb']:,.0f} (one process)"
+        if "failed" in r:
+            print(f"| {mode} (failed part-way) | - | {sum(r['steps'].values()):.1f} | - | - | {memory} |")
+            continue
         print(
             f"| {mode} | {r['wall_s']:.1f} | {sum(r['steps'].values()):.1f} | {shared_s:.1f} "
             f"| {shared_s / plain_s:.2f} | {memory} |"
         )
     print(f"\nshared steps ({len(shared)}): {', '.join(shared)}")
-    if "in_process" not in results:
-        return
-    slowest = sorted(results["in_process"]["steps"], key=results["in_process"]["steps"].get, reverse=True)[
-        :10
-    ]
-    print(f"\n| step (the 10 slowest in-process) | {' | '.join(results)} |")
+    # The slowest steps of the engine that ran the most of them (in-process when it ran).
+    widest = "in_process" if "in_process" in results else max(results, key=lambda m: len(results[m]["steps"]))
+    slowest = sorted(results[widest]["steps"], key=results[widest]["steps"].get, reverse=True)[:10]
+    print(f"\n| step (the 10 slowest on {widest}) | {' | '.join(results)} |")
     print(f"|---|{'---:|' * len(results)}")
     for step in slowest:
         cells = [f"{r['steps'][step]:.1f}" if step in r["steps"] else "-" for r in results.values()]
@@ -216,7 +230,8 @@ def main() -> None:
                 results[mode] = run_celery(root, inputs, timeout=300 + args.tracks / 1000)
             else:
                 results[mode] = _in_child(mode, inputs, root / "home")
-            print(f"{mode}: {results[mode]['wall_s']:.1f} s", file=sys.stderr, flush=True)
+            took = "failed" if "failed" in results[mode] else f"{results[mode]['wall_s']:.1f} s"
+            print(f"{mode}: {took}", file=sys.stderr, flush=True)
     print_table(args.tracks, args.dialogs, results)
 
 

@@ -314,10 +314,15 @@ def once_cron(at: datetime) -> str:
 
 
 @contextmanager
-def production_stack(root: Path, settings_env: Mapping[str, str], workers: int = 2):
+def production_stack(
+    root: Path, settings_env: Mapping[str, str], workers: int = 2, launches_of_its_own: bool = True
+):
     """Start the stack under `root` with `settings_env` (e.g. `small_inputs`) beside its own settings; yields a
     Stack whose daemon, webserver, workers and MLflow server answer. Meanwhile this process's environment holds
-    the stack's settings and Dagster home."""
+    the stack's settings and Dagster home.
+
+    With `launches_of_its_own` (the tests) the catalog refresh schedule fires once, two minutes in, and the
+    registry sensor launches candidate runs; without (benchmarks) only the caller's runs use the workers."""
     tag = f"setlist_prodstack_{uuid.uuid4().hex[:8]}"
     with postgres_databases(tag, ("dagster", "mlflow")) as databases:
         home = root / "home"
@@ -352,7 +357,11 @@ def production_stack(root: Path, settings_env: Mapping[str, str], workers: int =
             "SETLIST_MLFLOW_URI": f"http://127.0.0.1:{mlflow_port}",
             "SETLIST_MLFLOW_LOCK_URL": mlflow_db,
             "SETLIST_SCHEDULES__SENSOR_INTERVAL_S": "5",
-            "SETLIST_SCHEDULES__CATALOG_REFRESH": once_cron(datetime.now(UTC) + timedelta(minutes=2)),
+            **(
+                {"SETLIST_SCHEDULES__CATALOG_REFRESH": once_cron(datetime.now(UTC) + timedelta(minutes=2))}
+                if launches_of_its_own
+                else {}
+            ),
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
             "PYTHONUNBUFFERED": "1",
         }
@@ -426,6 +435,8 @@ def production_stack(root: Path, settings_env: Mapping[str, str], workers: int =
             stack.wait_for("the code location", stack.location_loaded)
             # Automation would launch runs of its own whenever an asset changes; the tests launch theirs.
             stack.stop_sensor("setlist_automation")
+            if not launches_of_its_own:
+                stack.stop_sensor("new_registry_versions")
             stack.start("daemon", BIN / "dagster-daemon", "run", "-w", root / "workspace.yaml")
             stack.wait_for(
                 "the MLflow server",
