@@ -24,6 +24,11 @@ def celery_app_args(celery: CelerySettings) -> dict[str, object]:
             # broker hands the step to another worker. (A worker process that is killed while its host lives
             # still fails the step, with the signal as reason, and the run retry of dagster.yaml reruns it.)
             "task_acks_late": True,
+            **(
+                {"worker_max_memory_per_child": celery.max_memory_per_child_mb * 1024}  # Celery counts KiB
+                if celery.max_memory_per_child_mb
+                else {}
+            ),
         },
     }
 

@@ -107,6 +107,11 @@ class CelerySettings(BaseModel):
         "rpc://"  # results travel back over the broker (AMQP); use redis:// with a Redis broker
     )
     queue: str = "setlist"
+    # A worker's pool process keeps the memory a step freed (the allocator does not give it back), so each
+    # step would start from the peak of the ones before; after a step that leaves it above this many MB it is
+    # replaced by a fresh fork (0: never). At 1M tracks two ratcheted workers plus one step's peak went past
+    # the machine's 23 GB and the kernel killed a pool process (benchmarks/engines.py, README *Engines*).
+    max_memory_per_child_mb: int = Field(default=2048, ge=0)
 
 
 class LocalLLMSettings(BaseModel):

@@ -105,4 +105,20 @@ def test_workers_and_runs_read_one_celery_configuration(settings, monkeypatch):
 
     args = celery_app_args(load_settings().celery)
     assert args["broker"] == "pyamqp://guest:guest@rabbit.internal:5672//" and args["backend"] == "rpc://"
-    assert args["config_source"] == {"task_default_queue": "setlist-steps", "task_acks_late": True}
+    assert args["config_source"] == {
+        "task_default_queue": "setlist-steps",
+        "task_acks_late": True,
+        "worker_max_memory_per_child": 2048 * 1024,
+    }
+    monkeypatch.setenv("SETLIST_CELERY__MAX_MEMORY_PER_CHILD_MB", "0")
+    assert "worker_max_memory_per_child" not in celery_app_args(load_settings().celery)["config_source"]
+
+
+def test_the_workers_app_replaces_a_pool_process_left_above_the_memory_bound(settings, monkeypatch):
+    monkeypatch.setenv("SETLIST_CELERY__MAX_MEMORY_PER_CHILD_MB", "512")
+    import importlib
+
+    import orchestration.celery_app
+
+    app = importlib.reload(orchestration.celery_app).app
+    assert app.conf.worker_max_memory_per_child == 512 * 1024 and app.conf.task_acks_late
