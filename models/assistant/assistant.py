@@ -11,6 +11,7 @@ WITH a slate whenever there is anything to go on, so a servable request never ge
 step. A candidate's components are assembled by `models.lifecycle.build`.
 """
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ CHITCHAT_REPLY = (
 ONGOING_CHITCHAT_REPLY = "Anytime! Ask for more like these, or tell me what you'd like to hear next."
 OUT_OF_SCOPE_REPLY = "I can only help you discover music. What would you like to hear?"
 VAGUE_QUESTION = "What are you in the mood for? A genre, a mood, an activity or a few artists would help."
+POINTS_AT_A_TRACK = re.compile(
+    r"\b(it|its|this|that|these|those|one|ones|song|songs|track|tracks|first|second|third|last)\b", re.I
+)
 MAX_TURN_CHARS = 1000  # a longer turn is cut here (and the answer says so): parsing and search stay fast
 
 
@@ -194,7 +198,10 @@ class Assistant:
         mentions = self.index.names.find(" ".join([text, *parse.labels.slots.artists]))
         shown = [self.index.get_track(t) for t in before.shown]
         followup = follow_up(text, [row["duration_s"] for row in shown if row], self.taxonomy)
-        labels = self._acted_labels(parse, before, bool(mentions), followup)
+        # Catalog tag words and no word pointing at a shown track: "what about with guitar?" names what to hear
+        # (the intent model keeps only the reference of a turn it reads as a question about a track).
+        names_tags = bool(self.index.phrases.tags(text)) and not POINTS_AT_A_TRACK.search(text)
+        labels = self._acted_labels(parse, before, bool(mentions), followup, names_tags)
         # Chatter read as a refinement ("love these!", "hmm, not sure") adds no search words.
         chatter = (
             parse.labels.intent in (Intent.CHITCHAT, Intent.NEEDS_CLARIFICATION)
@@ -238,7 +245,12 @@ class Assistant:
         return _Turn(session, text, parse, labels, after, toolbox, question, acts, ignored, notes)
 
     def _acted_labels(
-        self, parse: ParseResult, before: DialogueState, mentioned: bool, followup: FollowUp
+        self,
+        parse: ParseResult,
+        before: DialogueState,
+        mentioned: bool,
+        followup: FollowUp,
+        names_tags: bool = False,
     ) -> TurnLabels:
         """The parse, adjusted: a turn naming artists or titles, or saying "faster"/"shorter", is never vague;
         a follow-up that names nothing new refines the current request instead of starting over."""
@@ -251,18 +263,22 @@ class Assistant:
         # "how about white lion?": a question naming catalog artists, not about a shown track by position
         names_instead = intent is Intent.ASK_ABOUT_TRACK and all(r.index is None for r in slots.track_refs)
         # "what about with guitar?": a question naming what to hear, and no track, asks for it
-        asks_for_nodes = intent is Intent.ASK_ABOUT_TRACK and not slots.track_refs and names_nodes
+        asks_for_nodes = (
+            intent is Intent.ASK_ABOUT_TRACK
+            and all(r.index is None for r in slots.track_refs)
+            and ((names_nodes and not slots.track_refs) or names_tags)
+        )
         # an unsure "out of scope" that names catalog artists or titles is a request for them
         unsure_refusal = intent is Intent.OUT_OF_SCOPE and confidence < self.config.clarify_below
         if intent is Intent.CHITCHAT and just_liked and not (mentioned or followup):
             intent = Intent.REFINE  # "love these!" after liking some: more like them
         elif (
-            intent in (Intent.NEEDS_CLARIFICATION, Intent.CHITCHAT) or names_instead or unsure_refusal
-        ) and (mentioned or followup):
+            (intent in (Intent.NEEDS_CLARIFICATION, Intent.CHITCHAT) or names_instead or unsure_refusal)
+            and (mentioned or followup)
+            or asks_for_nodes
+        ):
             intent = Intent.REFINE if ongoing else Intent.RECOMMEND
             slots = slots.model_copy(update={"track_refs": []})
-        elif asks_for_nodes:
-            intent = Intent.REFINE if ongoing else Intent.RECOMMEND
         elif intent is Intent.NEEDS_CLARIFICATION and ongoing:
             intent = Intent.REFINE  # "hmm, not sure": keep going with what we have
         elif intent is Intent.RECOMMEND and ongoing and not names_nodes:
