@@ -250,7 +250,7 @@ class Assistant:
         before: DialogueState,
         mentioned: bool,
         followup: FollowUp,
-        names_tags: bool = False,
+        names_tags: bool,
     ) -> TurnLabels:
         """The parse, adjusted: a turn naming artists or titles, or saying "faster"/"shorter", is never vague;
         a follow-up that names nothing new refines the current request instead of starting over."""
@@ -263,11 +263,7 @@ class Assistant:
         # "how about white lion?": a question naming catalog artists, not about a shown track by position
         names_instead = intent is Intent.ASK_ABOUT_TRACK and all(r.index is None for r in slots.track_refs)
         # "what about with guitar?": a question naming what to hear, and no track, asks for it
-        asks_for_nodes = (
-            intent is Intent.ASK_ABOUT_TRACK
-            and all(r.index is None for r in slots.track_refs)
-            and ((names_nodes and not slots.track_refs) or names_tags)
-        )
+        asks_for_nodes = names_instead and ((names_nodes and not slots.track_refs) or names_tags)
         # an unsure "out of scope" that names catalog artists or titles is a request for them
         unsure_refusal = intent is Intent.OUT_OF_SCOPE and confidence < self.config.clarify_below
         if intent is Intent.CHITCHAT and just_liked and not (mentioned or followup):
