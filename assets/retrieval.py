@@ -20,8 +20,8 @@ def _built(index: CatalogIndex, seconds: float) -> dict[str, object]:
         "tracks": len(index),
         "tags": len(index.tag_names),
         "dense_vectors": "none"
-        if index.embeddings is None
-        else f"{index.embeddings.shape} ({index.config.embedder})",
+        if index.vector_index is None
+        else f"{index.vector_index.rows} rows, {index.vector_index.distinct} distinct ({index.config.embedder})",
         "build_seconds": round(seconds, 2),
         "format": INDEX_FORMAT,
     }

@@ -76,4 +76,6 @@ def test_only_new_or_changed_texts_are_embedded(settings, tmp_path, monkeypatch)
     )
     # A dense candidate's index built from the table embeds nothing more.
     index = CatalogIndex.build(catalog, taxonomy, RETRIEVER_PRESETS["dense"], embeddings=table)
-    np.testing.assert_array_equal(index.embeddings, table["embedding"].to_numpy())
+    np.testing.assert_array_equal(
+        index.vector_index.vectors(np.arange(len(index))), table["embedding"].to_numpy()
+    )

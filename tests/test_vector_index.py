@@ -1,5 +1,7 @@
 """Nearest-neighbour search over embeddings: exact up to a size, faiss HNSW above, filters respected on both."""
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,25 @@ def test_rows_sharing_a_key_are_scored_once_with_the_same_answers() -> None:
     for q in _unit_rows(5, seed=5):
         for m in (None, mask):
             np.testing.assert_array_equal(shared.top(q, 25, m)[0], plain.top(q, 25, m)[0])
+
+
+def test_the_graph_indexes_distinct_vectors_and_answers_for_their_rows(monkeypatch) -> None:
+    # A catalog cycled to many rows per text (the 1M benchmark catalog: 21k texts) stores and indexes each
+    # text's vector once; an answer lists a vector's kept rows in row order.
+    monkeypatch.setattr(vector_index, "EXACT_MAX_VECTORS", 500)
+    distinct = _unit_rows(2_000)
+    groups = np.random.default_rng(6).integers(0, 2_000, 12_000)
+    vectors, keys = distinct[groups], [f"text-{g}" for g in groups]
+    index = pickle.loads(pickle.dumps(VectorIndex(vectors, keys)))
+    assert index._hnsw.ntotal == len(set(groups.tolist())) and index.rows == 12_000
+    np.testing.assert_array_equal(index.vectors(np.array([3, 7])), vectors[[3, 7]])
+    mask = np.random.default_rng(7).random(12_000) < 0.5
+    hits = 0
+    for q in _unit_rows(30, seed=8):
+        rows, scores = index.top(q, 20, mask)
+        assert len(rows) == 20 and mask[rows].all() and np.all(np.diff(scores) <= 1e-6)
+        for score in np.unique(scores):  # rows of one vector come in row order
+            tied = rows[scores == score]
+            assert np.all(np.diff(tied) > 0)
+        hits += len(set(rows.tolist()) & set(_brute_force(vectors, q, 20, mask)))
+    assert hits / 600 > 0.9

@@ -73,8 +73,7 @@ class CatalogIndex:
     durations: np.ndarray  # float64 per track, NaN when unknown
     names: CatalogNames  # who made each track; artist and title mentions
     embedder: Embedder | None = None
-    embeddings: np.ndarray | None = None  # (n_tracks, dim) float32, L2-normalised rows
-    vector_index: VectorIndex | None = None  # nearest-neighbour search over `embeddings`
+    vector_index: VectorIndex | None = None  # the tracks' embeddings (L2-normalised) and their search
 
     @classmethod
     def build(
@@ -127,7 +126,6 @@ class CatalogIndex:
             durations=catalog["duration_s"].fill_null(float("nan")).to_numpy(),
             names=CatalogNames(catalog),
             embedder=embedder,
-            embeddings=embedded.vectors if embedded else None,
             vector_index=VectorIndex(embedded.vectors, embedded.keys) if embedded else None,
         )
 
@@ -214,8 +212,8 @@ class CatalogIndex:
         mask[seeds] = False
         centroid = np.asarray(self.tag_rows[seeds].mean(axis=0)).ravel()
         rankings = {"tags": self._top("tags", self._tag_scores(centroid), mask)}
-        if "dense" in self.config.components and self.embeddings is not None:
-            rankings["dense"] = self._nearest(self.embeddings[seeds].mean(axis=0), mask)
+        if "dense" in self.config.components and self.vector_index is not None:
+            rankings["dense"] = self._nearest(self.vector_index.vectors(seeds).mean(axis=0), mask)
         if "bm25" in self.config.components and self.names.has_names:
             artists = dict.fromkeys(a for i in seeds for a in self.names.artists_of(int(i)))
             names = " ".join(self.names.names([a for a in artists if not a.startswith("id:")]))
