@@ -70,6 +70,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             intent_training_partition=settings.intent_training_partition,
             exports_dir=str(settings.exports_dir),
             interaction_logs_path=settings.interaction_logs_path,
+            vector_seed=settings.vector_seed,
         ),
         "catalog_source": settings.catalog,
         "llm": LLMGatewayResource.from_settings(settings.llm, cache_path=settings.llm_cache_path),

@@ -32,6 +32,7 @@ class PlatformConfig(dg.ConfigurableResource):
         ".setlist/exports"  # files for consumers outside Dagster (e.g. DPO pairs for a trainer)
     )
     interaction_logs_path: str = ""  # real interaction logs (JSONL or Parquet); empty: simulate listeners
+    vector_seed: str = ""  # track-text vectors shipped beside the catalog, reused by key; empty: none
 
 
 class MLflowTracking(dg.ConfigurableResource):

@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     prompts_dir: Path = REPO_ROOT / "models" / "prompts"
     # Interaction logs (JSONL or Parquet, models/feedback/interactions.py); empty: simulated listeners.
     interaction_logs_path: str = ""
+    # The bundled sample's track-text vectors (`python -m orchestration.vector_seed` writes them): reused by
+    # text key, so a first run embeds only texts they lack. Empty: none.
+    vector_seed: str = str(BUNDLED_DATA / "mtg_jamendo_sample.vectors.parquet")
 
     @field_validator("mlflow_lock_url")
     @classmethod

@@ -5,11 +5,19 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import polars as pl
+import pytest
 
 import assets.catalog
 import assets.embeddings
 import assets.taxonomy
-from models.assistant.embedding import MINILM_NAME, MINILM_SHA256, load_embedder, text_keys
+from models.assistant.embedding import (
+    MINILM_NAME,
+    MINILM_SHA256,
+    load_embedder,
+    read_vector_seed,
+    text_keys,
+    vector_seed,
+)
 from models.assistant.retrieval import CatalogIndex
 from models.assistant.retrieval_config import RETRIEVER_PRESETS
 from models.assistant.track_text import catalog_texts
@@ -17,6 +25,7 @@ from models.catalog.sources import BUNDLED_SAMPLE, CatalogSourceSpec, read_catal
 from models.taxonomy import Taxonomy
 from orchestration.definitions import build_resources
 from orchestration.settings import load_settings
+from orchestration.vector_seed import catalog_track_texts
 
 ASSETS = dg.load_assets_from_modules([assets.catalog, assets.taxonomy, assets.embeddings])
 
@@ -42,6 +51,7 @@ def test_only_new_or_changed_texts_are_embedded(settings, tmp_path, monkeypatch)
     source = tmp_path / "catalog.tsv"
     _write_catalog(source, lines[:61])  # header + 60 tracks
     monkeypatch.setenv("SETLIST_CATALOG__LOCATION", str(source))
+    monkeypatch.setenv("SETLIST_VECTOR_SEED", "")  # no bundled vectors: the first run embeds every text
 
     first = _materialize()
     assert first["model"] == MINILM_NAME and first["model_sha256"] == MINILM_SHA256
@@ -79,3 +89,32 @@ def test_only_new_or_changed_texts_are_embedded(settings, tmp_path, monkeypatch)
     np.testing.assert_array_equal(
         index.vector_index.vectors(np.arange(len(index))), table["embedding"].to_numpy()
     )
+
+
+def test_a_vector_seed_is_reused_by_key_and_only_texts_it_lacks_are_embedded(settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    lines = BUNDLED_SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
+    source = tmp_path / "catalog.tsv"
+    _write_catalog(source, lines[:41])  # header + 40 tracks
+    monkeypatch.setenv("SETLIST_CATALOG__LOCATION", str(source))
+    texts = catalog_track_texts(load_settings())
+    distinct = list(dict.fromkeys(texts))
+    seeded = distinct[: len(distinct) // 2]
+    seed = tmp_path / "seed.parquet"
+    vector_seed(seeded, load_embedder(MINILM_NAME)).write_parquet(seed)
+    monkeypatch.setenv("SETLIST_VECTOR_SEED", str(seed))
+
+    first = _materialize()
+    assert first["distinct_texts"] == len(distinct)
+    assert first["reused"] == len(seeded) and first["embedded"] == len(distinct) - len(seeded)
+    table = pl.read_parquet(load_settings().assets_dir / "track_embeddings.parquet")
+    by_key = dict(zip(table["text_key"], table["embedding"].to_list(), strict=True))
+    np.testing.assert_allclose(
+        [by_key[k] for k in text_keys(distinct, MINILM_NAME)],
+        load_embedder(MINILM_NAME).embed(distinct),
+        atol=1e-5,
+    )
+
+    seed.write_bytes(b"not parquet")
+    with pytest.raises(Exception, match="seed.parquet: cannot read the vector seed"):
+        read_vector_seed(seed)

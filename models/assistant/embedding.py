@@ -158,6 +158,29 @@ def text_keys(texts: Sequence[str], embedder_name: str) -> list[str]:
     return [hashlib.sha256(prefix + t.encode("utf-8")).hexdigest()[:32] for t in texts]
 
 
+def vector_seed(
+    texts: Sequence[str], embedder: Embedder, on_progress: Callable[[Progress], None] | None = None
+) -> pl.DataFrame:
+    """Each distinct text with its key and vector: a seed file shipped beside a catalog (`read_vector_seed`)."""
+    distinct = list(dict.fromkeys(texts))
+    vectors = embed_all(embedder, distinct, on_progress=on_progress)
+    table = vector_table(text_keys(distinct, embedder.name), vectors)
+    return table.insert_column(1, pl.Series("text", distinct, dtype=pl.String))
+
+
+def read_vector_seed(path: Path) -> pl.DataFrame:
+    """Vectors shipped beside a catalog (`text_key`, `text`, `embedding`), reused by key like a previous
+    materialization's: the first run on the bundled sample embeds nothing. The texts are in the file so
+    anyone can check its vectors against the model (tests/test_vector_seed.py)."""
+    try:
+        table = pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        raise ValueError(f"{path}: cannot read the vector seed ({error})") from error
+    if missing := {"text_key", "embedding"} - set(table.columns):
+        raise ValueError(f"{path}: the vector seed has no {', '.join(sorted(missing))} column")
+    return table.select("text_key", "embedding")
+
+
 def vector_table(keys: Sequence[str], vectors: np.ndarray) -> pl.DataFrame:
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
     return pl.DataFrame(
