@@ -104,16 +104,24 @@ def postgres_databases(prefix: str, services: tuple[str, ...]) -> Iterator[dict[
 
 
 def terminate_backends(database: str) -> int:
-    """End every session on `database` (what a PostgreSQL restart does to its clients); the count ended."""
+    """End every session on `database` (what a PostgreSQL restart does to its clients); the count ended.
+    Sessions waiting for a lock end first, each before the next is signalled (PostgreSQL 14+: the timeout makes
+    pg_terminate_backend wait for the exit): otherwise ending the lock's holder can hand the lock to a waiter
+    whose own end has not landed yet, and which then fails as a holder instead."""
+    ended = 0
     with closing(psycopg2.connect(dbname="test", **PG)) as admin:
         admin.autocommit = True
         with admin.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (database,),
-            )
-            return cursor.fetchone()[0]
+            for waiting in (True, False):
+                cursor.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+                    "AND coalesce(wait_event_type = 'Lock', false) = %s",
+                    (database, waiting),
+                )
+                for (pid,) in cursor.fetchall():
+                    cursor.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+                    ended += cursor.fetchone()[0]
+    return ended
 
 
 def lock_waiters(database: str) -> int:
