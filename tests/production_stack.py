@@ -311,6 +311,11 @@ def instance_yaml() -> str:
     config = yaml.safe_load((REPO_ROOT / "orchestration" / "deploy" / "dagster.yaml").read_text())
     config["concurrency"]["runs"]["max_concurrent_runs"] = MAX_CONCURRENT_RUNS
     config["concurrency"]["pools"]["default_limit"] = LLM_POOL_LIMIT
+    # The coordinator does not dequeue a run whose next steps wait for a full pool, unless this buffer lets it:
+    # without it, whether a second candidate run starts depends on where the first one is (the run limit was
+    # reached in some runs of the test and not in others); with one run of buffer the run limit is what holds
+    # the third run in the queue, and the pool makes the steps of the two in flight take turns.
+    config["concurrency"]["pools"]["op_granularity_run_buffer"] = MAX_CONCURRENT_RUNS - LLM_POOL_LIMIT
     config["run_coordinator"]["config"] = {"dequeue_interval_seconds": 1}
     config["run_monitoring"]["poll_interval_seconds"] = 5
     return yaml.safe_dump(config)
