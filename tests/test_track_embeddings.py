@@ -116,5 +116,5 @@ def test_a_vector_seed_is_reused_by_key_and_only_texts_it_lacks_are_embedded(set
     )
 
     seed.write_bytes(b"not parquet")
-    with pytest.raises(Exception, match="seed.parquet: cannot read the vector seed"):
+    with pytest.raises(ValueError, match="seed.parquet: cannot read the vector seed"):
         read_vector_seed(seed)
