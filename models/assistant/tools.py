@@ -246,6 +246,10 @@ class ConstraintMatcher:
 
 
 SIMILAR_TO_LIKED = 10  # "similar" ranks against the centroid of this many most recent likes
+# `Toolbox._steer`'s weighted RRF: the listener's words and the artists they name lead, what their likes
+# suggest follows (weight 1). Chosen on the bundled CPCD file's preference part (124 dialogs, co-likes off),
+# then confirmed on its evaluation part: benchmarks/cpcd_protocol.py, README "Results".
+SEARCH_WEIGHT, NAMED_ARTISTS_WEIGHT, STEER_RRF_K = 1.5, 3.0, 20
 
 
 @dataclass(frozen=True)
@@ -354,36 +358,34 @@ class Toolbox:
     def _steer(
         self, rankings: dict[str, list[Hit]], filters: Filters, matcher: "ConstraintMatcher"
     ) -> list[str]:
-        """The retriever's candidates fused (RRF) with what the listener liked and named.
+        """The retriever's candidates fused (weighted RRF) with what the listener liked and named.
 
         Likes add a ranking of tracks similar to the recent ones (`CatalogIndex.similar`: tags, embeddings,
-        artist names); within the candidates, tracks by named artists and by liked artists (each weighed by
-        how recent) and tracks co-liked with the likes get rankings of their own. Named titles lead.
+        artist names) and one of tracks co-liked with them; within the candidates, tracks by named artists
+        and by liked artists (each weighed by how recent) get rankings of their own. Named titles lead.
         """
         steering, index, names = self.steering, self.index, self.index.names
-        lists = [index.positions(h.track_id for h in hits) for hits in rankings.values()]
+        lists = [(SEARCH_WEIGHT, index.positions(h.track_id for h in hits)) for hits in rankings.values()]
         if steering.liked:
             recent = list(steering.liked)[-SIMILAR_TO_LIKED:]
             similar = index.similar(recent, k=index.config.candidates, filters=filters, diverse=False)
-            lists.append(index.positions(h.track_id for h in similar))
-        pool = np.asarray(list(dict.fromkeys(int(p) for ranked in lists for p in ranked)), dtype=np.int64)
-        weighted = []
-        if steering.artists:
-            weighted.append(names.weights(steering.artists))
-        if steering.liked:
-            weighted.append(names.weights(self._liked_artists()))
+            lists.append((1.0, index.positions(h.track_id for h in similar)))
         if steering.co_likes is not None and steering.liked:
             counts = steering.co_likes.neighbours(list(steering.liked))
-            known = [t for t in counts if t in index]
-            co_liked = np.zeros(len(index))
-            co_liked[index.positions(known)] = [counts[t] for t in known]
-            weighted.append(co_liked)
-        for weights in weighted:  # within the candidates, heaviest first (stable: candidate order within)
-            in_pool = weights[pool]
-            lists.append(pool[np.argsort(-in_pool, kind="stable")][: int((in_pool > 0).sum())])
+            co_liked = [t for t, _ in counts.most_common() if t in index][: index.config.candidates]
+            lists.append((1.0, index.positions(co_liked)))
+        pool = np.asarray(list(dict.fromkeys(int(p) for _, ranked in lists for p in ranked)), dtype=np.int64)
+        weighted = []
+        if steering.artists:
+            weighted.append((NAMED_ARTISTS_WEIGHT, names.weights(steering.artists)))
+        if steering.liked:
+            weighted.append((1.0, names.weights(self._liked_artists())))
+        for weight, by_artist in weighted:  # within the candidates, heaviest first (stable: candidate order)
+            in_pool = by_artist[pool]
+            lists.append((weight, pool[np.argsort(-in_pool, kind="stable")][: int((in_pool > 0).sum())]))
         scores = np.zeros(len(index))
-        for ranked in lists:
-            scores[ranked] += 1.0 / (index.config.rrf_k + np.arange(1, len(ranked) + 1))
+        for weight, ranked in lists:
+            scores[ranked] += weight / (STEER_RRF_K + np.arange(1, len(ranked) + 1))
         fused = pool[np.argsort(-scores[pool], kind="stable")]
         named = [t for t in steering.named_tracks if t not in steering.liked]
         return self._shape([*named, *(index.track_ids[p] for p in fused)], matcher)
