@@ -185,3 +185,94 @@ def test_thanks_later_in_a_conversation_is_not_greeted(assistant) -> None:
     assistant.respond(session, "something calm")
     thanks = assistant.respond(session, "thanks")
     assert thanks.response == ONGOING_CHITCHAT_REPLY and not thanks.tracks
+
+
+class _ReadsAsInTheChatTrial(KeywordParser):
+    """The keyword parser, except for two turns the trained intent model misread in a chat trial: "now
+    something upbeat for a workout" as a refinement, "shorter please" as "less like that one", unsure."""
+
+    def parse(self, text, history=()):
+        parsed = super().parse(text, history)
+        if text.startswith("now something"):
+            labels = parsed.labels.model_copy(update={"intent": Intent.REFINE})
+            return parsed.model_copy(update={"labels": labels})
+        if text == "shorter please":
+            labels = TurnLabels(intent=Intent.LESS_LIKE, slots=Slots(track_refs=[TrackRef(index=None)]))
+            return parsed.model_copy(update={"labels": labels, "confidence": 0.44})
+        return parsed
+
+
+def test_a_refinement_replacing_two_facets_is_a_new_request(assistant, taxonomy) -> None:
+    misread = Assistant(_ReadsAsInTheChatTrial(taxonomy), assistant.index, taxonomy)
+    session = Session()
+    misread.respond(session, "something chill to study to")
+    workout = misread.respond(session, "now something upbeat for a workout")
+    assert workout.labels.intent is Intent.RECOMMEND and not workout.asked_clarification
+    assert "genre/chillout" not in workout.state["constraint"]["required"].get("genre", [])
+    assert workout.state["constraint"]["required"]["mood"] == ["mood/upbeat"]
+    assert workout.state["topic"] == ["now something upbeat for a workout"]
+    # One facet replaced is still a refinement of the request in force.
+    session = Session()
+    misread.respond(session, "something chill to study to")
+    upbeat = misread.respond(session, "now something upbeat")
+    assert upbeat.labels.intent is Intent.REFINE
+    assert upbeat.state["constraint"]["required"]["activity"] == ["activity/study"]
+
+
+def test_a_duration_cue_read_as_less_like_refines_and_excludes_nothing(assistant, taxonomy) -> None:
+    misread = Assistant(_ReadsAsInTheChatTrial(taxonomy), assistant.index, taxonomy)
+    session = Session()
+    calm = misread.respond(session, "something calm")
+    shorter = misread.respond(session, "shorter please")
+    assert shorter.labels.intent is Intent.REFINE and not shorter.asked_clarification
+    assert shorter.state["constraint"]["exclude_track_ids"] == []  # the track in focus is not thrown out
+    bound = shorter.state["constraint"]["max_duration_s"]
+    assert bound is not None and all(t["duration_s"] <= bound for t in shorter.tracks) and shorter.tracks
+    assert shorter.state["constraint"]["required"] == calm.state["constraint"]["required"]
+
+
+def test_more_like_says_which_track_it_starts_from(assistant) -> None:
+    session = Session()
+    calm = assistant.respond(session, "something calm")
+    more = assistant.respond(session, "more like the first one")
+    assert more.labels.intent is Intent.MORE_LIKE and more.tracks
+    assert f"like {calm.track_ids[0]}" in more.response  # the sample has no titles: its id
+
+
+def test_acoustic_asks_for_the_acoustic_instruments(assistant) -> None:
+    result = assistant.respond(Session(), "something acoustic")
+    wanted = {"instrument/acousticguitar", "instrument/classicalguitar", "instrument/acousticbassguitar"}
+    assert set(result.state["constraint"]["required"]["instrument"]) == wanted and result.tracks
+    assert all(set(t["instruments"]) & {n.split("/")[1] for n in wanted} for t in result.tracks)
+
+
+class _ReadsAsOnCpcd(KeywordParser):
+    """The keyword parser, except for two readings the trained intent model gives CPCD turns: "how about a
+    few more ..." as a question about a track (the one in focus), "wow, great selection" as out of scope,
+    unsure."""
+
+    def parse(self, text, history=()):
+        parsed = super().parse(text, history)
+        if text.startswith("how about"):
+            labels = TurnLabels(intent=Intent.ASK_ABOUT_TRACK, slots=Slots(track_refs=[TrackRef(index=None)]))
+            return parsed.model_copy(update={"labels": labels})
+        if text.startswith("wow"):
+            labels = TurnLabels(intent=Intent.OUT_OF_SCOPE)
+            return parsed.model_copy(update={"labels": labels, "confidence": 0.3})
+        return parsed
+
+
+def test_questions_pointing_at_no_track_and_unsure_refusals_mid_conversation_are_requests(
+    assistant, taxonomy
+) -> None:
+    misread = Assistant(_ReadsAsOnCpcd(taxonomy), assistant.index, taxonomy)
+    session = Session()
+    calm = misread.respond(session, "something calm")
+    more = misread.respond(session, "how about a few more")
+    assert more.labels.intent is Intent.REFINE and more.tracks
+    assert more.state["constraint"] == calm.state["constraint"]
+    praise = misread.respond(session, "wow, great selection")
+    assert praise.labels.intent is Intent.REFINE and praise.tracks
+    # Opening a conversation, an unsure refusal stays a refusal: there is nothing to go on.
+    opening = misread.respond(Session(), "wow, great selection")
+    assert opening.labels.intent is Intent.OUT_OF_SCOPE and not opening.tracks

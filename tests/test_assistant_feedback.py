@@ -243,3 +243,17 @@ def test_bad_turns_get_an_answer_never_a_crash_or_a_silent_empty_slate(text, whi
     assert result.response and (result.tracks or result.asked_clarification)
     if len(text) > MAX_TURN_CHARS:
         assert "first 1000 characters" in result.response
+
+
+def test_a_logged_conversation_replayed_does_not_hold_back_earlier_slates(taxonomy) -> None:
+    """CPCD's listener answered the wizard's picks, never the replay's: what the replay ranked a turn
+    earlier may rank again (a live session, or a replay of scripted turns, holds it back)."""
+    index = CatalogIndex.build(_text_catalog(), taxonomy, RetrieverConfig(slate_size=3))
+    assistant = Assistant(KeywordParser(taxonomy), index, taxonomy)
+    turns = pl.DataFrame(
+        {"conversation_id": ["c", "c"], "turn_index": [0, 1], "text": ["hank williams", "more hank williams"]}
+    )
+    live = replay(assistant, turns, "test", lockstep=False)["track_ids"].to_list()
+    logged = replay(assistant, turns, "test", lockstep=False, logged=True)["track_ids"].to_list()
+    assert not set(live[1]) & set(live[0])
+    assert logged[0] == live[0] and set(logged[1]) & set(logged[0])

@@ -46,6 +46,8 @@ VAGUE_QUESTION = "What are you in the mood for? A genre, a mood, an activity or 
 POINTS_AT_A_TRACK = re.compile(
     r"\b(it|its|this|that|these|those|one|ones|song|songs|track|tracks|first|second|third|last)\b", re.I
 )
+# A refinement replacing what is asked in this many facets (mood and activity, say) is a new request.
+NEW_TOPIC_FACETS = 2
 MAX_TURN_CHARS = 1000  # a longer turn is cut here (and the answer says so): parsing and search stay fast
 
 
@@ -90,9 +92,14 @@ class TurnResult(BaseModel):
 
 @dataclass
 class Session:
-    """One listener's conversation. Likes and dislikes given between turns apply before the next turn."""
+    """One listener's conversation. Likes and dislikes given between turns apply before the next turn.
+
+    `sees_slates=False` is a logged conversation replayed: its listener saw the log's recommendations, never
+    this assistant's, so a track shown in an earlier replayed turn is not held back as already heard.
+    """
 
     state: DialogueState = field(default_factory=DialogueState)
+    sees_slates: bool = True
     history: list[str] = field(default_factory=list)  # listener and assistant turns, alternating
     pending_likes: list[str] = field(default_factory=list)
     pending_dislikes: list[str] = field(default_factory=list)
@@ -200,8 +207,9 @@ class Assistant:
         followup = follow_up(text, [row["duration_s"] for row in shown if row], self.taxonomy)
         # Catalog tag words and no word pointing at a shown track: "what about with guitar?" names what to hear
         # (the intent model keeps only the reference of a turn it reads as a question about a track).
-        names_tags = bool(self.index.phrases.tags(text)) and not POINTS_AT_A_TRACK.search(text)
-        labels = self._acted_labels(parse, before, bool(mentions), followup, names_tags)
+        points = bool(POINTS_AT_A_TRACK.search(text))
+        names_tags = bool(self.index.phrases.tags(text)) and not points
+        labels = self._acted_labels(parse, before, bool(mentions), followup, names_tags, points)
         # Chatter read as a refinement ("love these!", "hmm, not sure") adds no search words.
         chatter = (
             parse.labels.intent in (Intent.CHITCHAT, Intent.NEEDS_CLARIFICATION)
@@ -230,7 +238,8 @@ class Assistant:
         toolbox = Toolbox(
             self.index, self.taxonomy, after.constraint, after.excluded_artist_ids, steering=steering
         )
-        question = self._question(parse, labels, before, toolbox, bool(mentions))
+        # Names and cues ("shorter") say what to do whatever the intent model's confidence: no need to ask.
+        question = self._question(parse, labels, before, toolbox, bool(mentions) or bool(followup))
         acts = _acts(labels.intent)
         if question is not None:  # the question comes with a slate whenever there is anything to go on
             ongoing = bool(
@@ -251,9 +260,11 @@ class Assistant:
         mentioned: bool,
         followup: FollowUp,
         names_tags: bool,
+        points: bool,
     ) -> TurnLabels:
         """The parse, adjusted: a turn naming artists or titles, or saying "faster"/"shorter", is never vague;
-        a follow-up that names nothing new refines the current request instead of starting over."""
+        a follow-up that names nothing new refines the current request instead of starting over, and one
+        that changes several facets of it ("now something upbeat for a workout") starts a new one."""
         intent, slots, confidence = parse.labels.intent, parse.labels.slots, parse.confidence
         if followup.duration is not None and slots.duration is None:
             slots = slots.model_copy(update={"duration": followup.duration})
@@ -262,16 +273,24 @@ class Assistant:
         just_liked = before.turns in before.liked.values()  # likes given since the last answer
         # "how about white lion?": a question naming catalog artists, not about a shown track by position
         names_instead = intent is Intent.ASK_ABOUT_TRACK and all(r.index is None for r in slots.track_refs)
-        # "what about with guitar?": a question naming what to hear, and no track, asks for it
-        asks_for_nodes = names_instead and ((names_nodes and not slots.track_refs) or names_tags)
-        # an unsure "out of scope" that names catalog artists or titles is a request for them
+        # "what about with guitar?", "how about a few more from Mozart?": a question pointing at no track
+        # asks for what it names
+        asks_for_more = names_instead and (not points or (names_nodes and not slots.track_refs))
+        # an unsure "out of scope" that names catalog artists or titles, or comes mid-conversation
+        # ("wow, great selection"), is a request
         unsure_refusal = intent is Intent.OUT_OF_SCOPE and confidence < self.config.clarify_below
+        # "shorter please" read as "less like that one": a cue about the slate, pointing at no track
+        misread_cue = intent is Intent.LESS_LIKE and bool(followup) and not points
+        in_force = before.constraint.required
+        replaced = [f for f, nodes in slots.nodes().items() if in_force.get(f) and nodes != in_force[f]]
         if intent is Intent.CHITCHAT and just_liked and not (mentioned or followup):
             intent = Intent.REFINE  # "love these!" after liking some: more like them
         elif (
             (intent in (Intent.NEEDS_CLARIFICATION, Intent.CHITCHAT) or names_instead or unsure_refusal)
             and (mentioned or followup)
-            or asks_for_nodes
+            or asks_for_more
+            or (unsure_refusal and ongoing)
+            or misread_cue
         ):
             intent = Intent.REFINE if ongoing else Intent.RECOMMEND
             slots = slots.model_copy(update={"track_refs": []})
@@ -279,6 +298,8 @@ class Assistant:
             intent = Intent.REFINE  # "hmm, not sure": keep going with what we have
         elif intent is Intent.RECOMMEND and ongoing and not names_nodes:
             intent = Intent.REFINE  # "under 3 minutes", "some Drake": adjust, don't start over
+        elif intent is Intent.REFINE and len(replaced) >= NEW_TOPIC_FACETS:
+            intent = Intent.RECOMMEND
         return TurnLabels(intent=intent, slots=Slots.model_validate(slots.model_dump()))
 
     def _question(
@@ -287,14 +308,14 @@ class Assistant:
         labels: TurnLabels,
         before: DialogueState,
         toolbox: Toolbox,
-        mentioned: bool,
+        recognised: bool,
     ) -> tuple[str, str] | None:
         """The ambiguity policy: at most one question, and only when acting would be a guess."""
         if labels.intent is Intent.NEEDS_CLARIFICATION:
             return "vague", VAGUE_QUESTION
         if labels.intent in (Intent.CHITCHAT, Intent.OUT_OF_SCOPE):
             return None
-        if parse.confidence < self.config.clarify_below and not mentioned:
+        if parse.confidence < self.config.clarify_below and not recognised:
             return (
                 "low_confidence",
                 "Just to be sure: should I start something new, or adjust the current picks?",
@@ -332,7 +353,7 @@ class Assistant:
         told: list[StoryResult] = [next(stories) for _ in track_ids[: self.config.stories]]
         # A bare question leaves the state as it was: nothing was decided. Shown tracks are remembered.
         if turn.question is None or turn.acts:
-            session.state = turn.after.answered(track_ids)
+            session.state = turn.after.answered(track_ids, seen=session.sees_slates)
         session.history += [turn.text, response]
         return TurnResult(
             text=turn.text,

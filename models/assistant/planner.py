@@ -75,7 +75,7 @@ class Planner:
         slate: list[str],
         fallback: bool,
     ) -> str:
-        asked = self._request(state, toolbox)
+        asked = self._request(state, labels, toolbox)
         if not slate:
             return (
                 f"I found nothing in the catalog for {asked}." if asked else "I found nothing in the catalog."
@@ -97,9 +97,15 @@ class Planner:
             sentences.append(f"Note: {'; '.join(notes)}.")
         return " ".join(sentences)
 
-    def _request(self, state: DialogueState, toolbox: Toolbox) -> str:
-        """The request in words: the constraint, soft boosts, artists named this turn, likes."""
+    def _request(self, state: DialogueState, labels: TurnLabels, toolbox: Toolbox) -> str:
+        """The request in words: the constraint, soft boosts, the tracks "more like" starts from, artists
+        named this turn, likes."""
         parts = [describe_constraint(state.constraint, self.taxonomy)]
+        if labels.intent is Intent.MORE_LIKE and state.constraint.seed_track_ids:
+            seeds = [toolbox.index.get_track(t) for t in state.constraint.seed_track_ids[-MAX_SEEDS:]]
+            parts.append(
+                "like " + ", ".join(f"“{r['title']}”" if r["title"] else r["track_id"] for r in seeds if r)
+            )
         boosts = [n for n in state.boost if n in self.taxonomy.nodes]
         if boosts:
             parts.append(" and ".join(self.taxonomy.nodes[n].name for n in boosts) + " (preferred)")

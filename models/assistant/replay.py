@@ -46,9 +46,14 @@ RUN_SCHEMA = pl.Schema(
 )
 
 
-def replay(assistant: Assistant, turns: pl.DataFrame, candidate: str, lockstep: bool) -> pl.DataFrame:
+def replay(
+    assistant: Assistant, turns: pl.DataFrame, candidate: str, lockstep: bool, logged: bool = False
+) -> pl.DataFrame:
     """`turns` needs conversation_id, turn_index and text (TURN_SCHEMA and the golden sets have them), and
-    may have `liked_track_ids` / `disliked_track_ids` (null or missing: no feedback)."""
+    may have `liked_track_ids` / `disliked_track_ids` (null or missing: no feedback).
+
+    `logged=True`: the turns are a real listener's logged conversation (CPCD), whose next turns answer the
+    log's recommendations, not these slates; the sessions do not treat these slates as heard (`Session`)."""
     feedback = [c for c in FEEDBACK if c in turns.columns]
     ordered = turns.sort("conversation_id", "turn_index").with_columns(
         *(pl.lit([], dtype=pl.List(pl.String)).alias(c) for c in FEEDBACK if c not in feedback),
@@ -60,7 +65,7 @@ def replay(assistant: Assistant, turns: pl.DataFrame, candidate: str, lockstep: 
     }
     rows = []
     if lockstep:
-        sessions = {cid: Session() for cid in conversations}
+        sessions = {cid: Session(sees_slates=not logged) for cid in conversations}
         for i in range(max(map(len, conversations.values()), default=0)):
             at_turn = [cid for cid, turns_of in conversations.items() if i < len(turns_of)]
             for cid in at_turn:
@@ -74,7 +79,7 @@ def replay(assistant: Assistant, turns: pl.DataFrame, candidate: str, lockstep: 
             ]
     else:
         for cid, turns_of in conversations.items():
-            session = Session()
+            session = Session(sees_slates=not logged)
             for turn in turns_of:
                 _give_feedback(session, *turn[2:])
                 rows.append(_row(candidate, cid, turn, assistant.respond(session, turn[1])))

@@ -122,12 +122,13 @@ class DialogueState(BaseModel):
             }
         )
 
-    def answered(self, shown: Sequence[str]) -> "DialogueState":
-        """The state after the assistant showed tracks; a new slate moves the focus to its top pick."""
+    def answered(self, shown: Sequence[str], seen: bool = True) -> "DialogueState":
+        """The state after the assistant showed tracks; a new slate moves the focus to its top pick.
+        `seen=False`: the listener did not see them (a logged conversation replayed), so they may come again."""
         if not shown:
             return self
-        seen = list(dict.fromkeys([*self.seen, *shown]))
-        return self.model_copy(update={"shown": list(shown), "focus": shown[0], "seen": seen})
+        seen_now = list(dict.fromkeys([*self.seen, *shown])) if seen else self.seen
+        return self.model_copy(update={"shown": list(shown), "focus": shown[0], "seen": seen_now})
 
     def query(self, taxonomy: Taxonomy) -> str:
         """The latest words of the topic plus the names of required and boosted nodes (from any turn)."""

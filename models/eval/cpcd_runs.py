@@ -81,7 +81,9 @@ def run_assistant(
 ) -> AssistantRun:
     """The product path under the public protocol: every dialog replayed turn by turn through the assistant
     (parser, dialogue state, planner, retrieval), with the protocol's seeds given as likes before each turn
-    (`feedback=False`: text only). The assistant's whole ranking (`AssistantConfig.rank_depth`) is scored."""
+    (`feedback=False`: text only). The assistant's whole ranking (`AssistantConfig.rank_depth`) is scored.
+    The dialogs are replayed as logged (`replay(logged=True)`): CPCD's listener answered the wizard's
+    recommendations, never these slates, so a track this replay ranked a turn earlier is not held back."""
     seeded = with_seeds(turns)
     replayed = seeded.select(
         "conversation_id",
@@ -89,7 +91,7 @@ def run_assistant(
         text=pl.col("user_query"),
         liked_track_ids=pl.col("feedback") if feedback else pl.lit([], dtype=pl.List(pl.String)),
     )
-    runs = replay(assistant, replayed, candidate, lockstep)
+    runs = replay(assistant, replayed, candidate, lockstep, logged=True)
     ranked = seeded.select("conversation_id", "turn_index").join(
         runs.select("conversation_id", "turn_index", "ranked_track_ids"),
         on=["conversation_id", "turn_index"],
