@@ -202,15 +202,19 @@ class _ReadsAsInTheChatTrial(KeywordParser):
         return parsed
 
 
-def test_a_refinement_replacing_two_facets_is_a_new_request(assistant, taxonomy) -> None:
+def test_a_refinement_naming_two_facets_in_place_of_the_request_is_a_new_request(assistant, taxonomy) -> None:
     misread = Assistant(_ReadsAsInTheChatTrial(taxonomy), assistant.index, taxonomy)
-    session = Session()
-    misread.respond(session, "something chill to study to")
-    workout = misread.respond(session, "now something upbeat for a workout")
-    assert workout.labels.intent is Intent.RECOMMEND and not workout.asked_clarification
-    assert "genre/chillout" not in workout.state["constraint"]["required"].get("genre", [])
-    assert workout.state["constraint"]["required"]["mood"] == ["mood/upbeat"]
-    assert workout.state["topic"] == ["now something upbeat for a workout"]
+    for opening in ("something chill to study to", "something chill, no vocals"):  # activity replaced, or new
+        session = Session()
+        misread.respond(session, opening)
+        workout = misread.respond(session, "now something upbeat for a workout")
+        assert workout.labels.intent is Intent.RECOMMEND and not workout.asked_clarification
+        assert workout.state["constraint"]["required"] == {
+            "mood": ["mood/upbeat"],
+            "activity": ["activity/workout"],
+        }
+        assert workout.state["constraint"]["excluded"] == []
+        assert workout.state["topic"] == ["now something upbeat for a workout"]
     # One facet replaced is still a refinement of the request in force.
     session = Session()
     misread.respond(session, "something chill to study to")

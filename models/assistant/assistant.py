@@ -46,7 +46,8 @@ VAGUE_QUESTION = "What are you in the mood for? A genre, a mood, an activity or 
 POINTS_AT_A_TRACK = re.compile(
     r"\b(it|its|this|that|these|those|one|ones|song|songs|track|tracks|first|second|third|last)\b", re.I
 )
-# A refinement replacing what is asked in this many facets (mood and activity, say) is a new request.
+# A refinement naming this many facets, one of them in place of what is asked ("now something upbeat for a
+# workout" after a chill request), is a new request; one facet replaced ("make it sadder") refines.
 NEW_TOPIC_FACETS = 2
 MAX_TURN_CHARS = 1000  # a longer turn is cut here (and the answer says so): parsing and search stay fast
 
@@ -281,8 +282,8 @@ class Assistant:
         unsure_refusal = intent is Intent.OUT_OF_SCOPE and confidence < self.config.clarify_below
         # "shorter please" read as "less like that one": a cue about the slate, pointing at no track
         misread_cue = intent is Intent.LESS_LIKE and bool(followup) and not points
-        in_force = before.constraint.required
-        replaced = [f for f, nodes in slots.nodes().items() if in_force.get(f) and nodes != in_force[f]]
+        in_force, named = before.constraint.required, slots.nodes()
+        replaces = any(in_force.get(f) and nodes != in_force[f] for f, nodes in named.items())
         if intent is Intent.CHITCHAT and just_liked and not (mentioned or followup):
             intent = Intent.REFINE  # "love these!" after liking some: more like them
         elif (
@@ -298,7 +299,7 @@ class Assistant:
             intent = Intent.REFINE  # "hmm, not sure": keep going with what we have
         elif intent is Intent.RECOMMEND and ongoing and not names_nodes:
             intent = Intent.REFINE  # "under 3 minutes", "some Drake": adjust, don't start over
-        elif intent is Intent.REFINE and len(replaced) >= NEW_TOPIC_FACETS:
+        elif intent is Intent.REFINE and replaces and len(named) >= NEW_TOPIC_FACETS:
             intent = Intent.RECOMMEND
         return TurnLabels(intent=intent, slots=Slots.model_validate(slots.model_dump()))
 
