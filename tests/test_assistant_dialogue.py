@@ -188,13 +188,17 @@ def test_thanks_later_in_a_conversation_is_not_greeted(assistant) -> None:
 
 
 class _ReadsAsInTheChatTrial(KeywordParser):
-    """The keyword parser, except for two turns the trained intent model misread in a chat trial: "now
-    something upbeat for a workout" as a refinement, "shorter please" as "less like that one", unsure."""
+    """The keyword parser, except for turns the trained intent model misread in chat trials: "now something
+    upbeat for a workout" as a refinement, "no electronic" as a new request, "shorter please" as "less like
+    that one", unsure."""
 
     def parse(self, text, history=()):
         parsed = super().parse(text, history)
         if text.startswith("now something"):
             labels = parsed.labels.model_copy(update={"intent": Intent.REFINE})
+            return parsed.model_copy(update={"labels": labels})
+        if text == "no electronic":  # read as a new request in a chat trial
+            labels = parsed.labels.model_copy(update={"intent": Intent.RECOMMEND})
             return parsed.model_copy(update={"labels": labels})
         if text == "shorter please":
             labels = TurnLabels(intent=Intent.LESS_LIKE, slots=Slots(track_refs=[TrackRef(index=None)]))
@@ -280,3 +284,13 @@ def test_questions_pointing_at_no_track_and_unsure_refusals_mid_conversation_are
     # Opening a conversation, an unsure refusal stays a refusal: there is nothing to go on.
     opening = misread.respond(Session(), "wow, great selection")
     assert opening.labels.intent is Intent.OUT_OF_SCOPE and not opening.tracks
+
+
+def test_an_exclusion_alone_refines_the_request_in_force(assistant, taxonomy) -> None:
+    misread = Assistant(_ReadsAsInTheChatTrial(taxonomy), assistant.index, taxonomy)
+    session = Session()
+    upbeat = misread.respond(session, "something upbeat for a workout")
+    without = misread.respond(session, "no electronic")
+    assert without.labels.intent is Intent.REFINE and without.tracks
+    assert without.state["constraint"]["required"] == upbeat.state["constraint"]["required"]
+    assert without.state["constraint"]["excluded"] == ["genre/electronic"]

@@ -297,8 +297,10 @@ class Assistant:
             slots = slots.model_copy(update={"track_refs": []})
         elif intent is Intent.NEEDS_CLARIFICATION and ongoing:
             intent = Intent.REFINE  # "hmm, not sure": keep going with what we have
-        elif intent is Intent.RECOMMEND and ongoing and not names_nodes:
-            intent = Intent.REFINE  # "under 3 minutes", "some Drake": adjust, don't start over
+        elif intent is Intent.RECOMMEND and ongoing and not slots.nodes():
+            intent = (
+                Intent.REFINE
+            )  # "under 3 minutes", "some Drake", "no electronic": adjust, don't start over
         elif intent is Intent.REFINE and replaces and len(named) >= NEW_TOPIC_FACETS:
             intent = Intent.RECOMMEND
         return TurnLabels(intent=intent, slots=Slots.model_validate(slots.model_dump()))
