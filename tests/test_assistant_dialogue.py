@@ -146,24 +146,32 @@ def test_replay_golden_conversations(assistant, taxonomy) -> None:
     assert summary["cost_usd"] == 0 and summary["tool_calls_per_turn"] > 0
 
 
-class _ReadsQuestionsAsAboutATrack(KeywordParser):
-    """The keyword parser, except that a turn starting "what about" is read as a question about a track, with
-    the slots the trained intent model gives such a turn (the track in focus, nothing else): so it read
-    "what about with guitar?" in a chat trial."""
+class _Misreads(KeywordParser):
+    """The keyword parser, except for turns starting with given words, which get the intent (and confidence)
+    the trained intent model gave them in chat trials or on CPCD. A turn read as about a track keeps only its
+    reference (the track in focus when it names none), as that model's slots do."""
+
+    def __init__(self, taxonomy, readings: dict[str, tuple[Intent, float | None]]) -> None:
+        super().__init__(taxonomy)
+        self.readings = readings
 
     def parse(self, text, history=()):
         parsed = super().parse(text, history)
-        if not text.startswith("what about"):
-            return parsed
-        labels = TurnLabels(
-            intent=Intent.ASK_ABOUT_TRACK,
-            slots=Slots(track_refs=parsed.labels.slots.track_refs or [TrackRef(index=None)]),
-        )
-        return parsed.model_copy(update={"labels": labels})
+        for start, (intent, confidence) in self.readings.items():
+            if text.startswith(start):
+                slots = parsed.labels.slots
+                if intent in (Intent.ASK_ABOUT_TRACK, Intent.LESS_LIKE):
+                    slots = Slots(track_refs=slots.track_refs or [TrackRef(index=None)])
+                update = {"labels": TurnLabels(intent=intent, slots=slots)}
+                return parsed.model_copy(update=update | ({"confidence": confidence} if confidence else {}))
+        return parsed
 
 
 def test_a_question_naming_what_to_hear_and_no_track_is_a_request(assistant, taxonomy) -> None:
-    misread = Assistant(_ReadsQuestionsAsAboutATrack(taxonomy), assistant.index, taxonomy)
+    # "what about with guitar?" read as a question about a track
+    misread = Assistant(
+        _Misreads(taxonomy, {"what about": (Intent.ASK_ABOUT_TRACK, None)}), assistant.index, taxonomy
+    )
     session = Session()
     calm = misread.respond(session, "something calm")
     guitar = misread.respond(session, "what about with guitar")
@@ -187,27 +195,16 @@ def test_thanks_later_in_a_conversation_is_not_greeted(assistant) -> None:
     assert thanks.response == ONGOING_CHITCHAT_REPLY and not thanks.tracks
 
 
-class _ReadsAsInTheChatTrial(KeywordParser):
-    """The keyword parser, except for turns the trained intent model misread in chat trials: "now something
-    upbeat for a workout" as a refinement, "no electronic" as a new request, "shorter please" as "less like
-    that one", unsure."""
-
-    def parse(self, text, history=()):
-        parsed = super().parse(text, history)
-        if text.startswith("now something"):
-            labels = parsed.labels.model_copy(update={"intent": Intent.REFINE})
-            return parsed.model_copy(update={"labels": labels})
-        if text == "no electronic":  # read as a new request in a chat trial
-            labels = parsed.labels.model_copy(update={"intent": Intent.RECOMMEND})
-            return parsed.model_copy(update={"labels": labels})
-        if text == "shorter please":
-            labels = TurnLabels(intent=Intent.LESS_LIKE, slots=Slots(track_refs=[TrackRef(index=None)]))
-            return parsed.model_copy(update={"labels": labels, "confidence": 0.44})
-        return parsed
+# Turns the trained intent model misread in chat trials ("shorter please": "less like that one", unsure).
+CHAT_TRIAL_READINGS = {
+    "now something": (Intent.REFINE, None),
+    "no electronic": (Intent.RECOMMEND, None),
+    "shorter please": (Intent.LESS_LIKE, 0.44),
+}
 
 
 def test_a_refinement_naming_two_facets_in_place_of_the_request_is_a_new_request(assistant, taxonomy) -> None:
-    misread = Assistant(_ReadsAsInTheChatTrial(taxonomy), assistant.index, taxonomy)
+    misread = Assistant(_Misreads(taxonomy, CHAT_TRIAL_READINGS), assistant.index, taxonomy)
     for opening in ("something chill to study to", "something chill, no vocals"):  # activity replaced, or new
         session = Session()
         misread.respond(session, opening)
@@ -228,7 +225,7 @@ def test_a_refinement_naming_two_facets_in_place_of_the_request_is_a_new_request
 
 
 def test_a_duration_cue_read_as_less_like_refines_and_excludes_nothing(assistant, taxonomy) -> None:
-    misread = Assistant(_ReadsAsInTheChatTrial(taxonomy), assistant.index, taxonomy)
+    misread = Assistant(_Misreads(taxonomy, CHAT_TRIAL_READINGS), assistant.index, taxonomy)
     session = Session()
     calm = misread.respond(session, "something calm")
     shorter = misread.respond(session, "shorter please")
@@ -254,26 +251,12 @@ def test_acoustic_asks_for_the_acoustic_instruments(assistant) -> None:
     assert all(set(t["instruments"]) & {n.split("/")[1] for n in wanted} for t in result.tracks)
 
 
-class _ReadsAsOnCpcd(KeywordParser):
-    """The keyword parser, except for two readings the trained intent model gives CPCD turns: "how about a
-    few more ..." as a question about a track (the one in focus), "wow, great selection" as out of scope,
-    unsure."""
-
-    def parse(self, text, history=()):
-        parsed = super().parse(text, history)
-        if text.startswith("how about"):
-            labels = TurnLabels(intent=Intent.ASK_ABOUT_TRACK, slots=Slots(track_refs=[TrackRef(index=None)]))
-            return parsed.model_copy(update={"labels": labels})
-        if text.startswith("wow"):
-            labels = TurnLabels(intent=Intent.OUT_OF_SCOPE)
-            return parsed.model_copy(update={"labels": labels, "confidence": 0.3})
-        return parsed
-
-
 def test_questions_pointing_at_no_track_and_unsure_refusals_mid_conversation_are_requests(
     assistant, taxonomy
 ) -> None:
-    misread = Assistant(_ReadsAsOnCpcd(taxonomy), assistant.index, taxonomy)
+    # as the trained intent model reads CPCD's "how about a few more from Mozart?" and "wow, great selection"
+    readings = {"how about": (Intent.ASK_ABOUT_TRACK, None), "wow": (Intent.OUT_OF_SCOPE, 0.3)}
+    misread = Assistant(_Misreads(taxonomy, readings), assistant.index, taxonomy)
     session = Session()
     calm = misread.respond(session, "something calm")
     more = misread.respond(session, "how about a few more")
@@ -287,7 +270,7 @@ def test_questions_pointing_at_no_track_and_unsure_refusals_mid_conversation_are
 
 
 def test_an_exclusion_alone_refines_the_request_in_force(assistant, taxonomy) -> None:
-    misread = Assistant(_ReadsAsInTheChatTrial(taxonomy), assistant.index, taxonomy)
+    misread = Assistant(_Misreads(taxonomy, CHAT_TRIAL_READINGS), assistant.index, taxonomy)
     session = Session()
     upbeat = misread.respond(session, "something upbeat for a workout")
     without = misread.respond(session, "no electronic")
