@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 import psutil
 import typer
+from dagster._core.events import RunFailureReason
 from dagster_shared.error import SerializableErrorInfo
 from rich.console import Console
 from rich.markup import escape
@@ -244,9 +245,20 @@ def _run_stages(settings, report: RunReport) -> tuple[list[dg.ExecuteInProcessRe
                 run_config={"loggers": {"progress": {}}},
             )
             results.append(result)
+            if _interrupted(result):
+                raise KeyboardInterrupt  # Dagster caught Ctrl-C and ended this run; stop, don't start the next
         if not all(r.success for r in results):
             return results, [s.name for s in stages[done + 1 :]]  # later stages read what this one wrote
     return results, []
+
+
+def _interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether Ctrl-C ended this run: Dagster records the interrupt as an unexpected termination."""
+    return any(
+        event.event_type == dg.DagsterEventType.RUN_FAILURE
+        and event.event_specific_data.failure_reason == RunFailureReason.UNEXPECTED_TERMINATION
+        for event in result.all_events
+    )
 
 
 def _verdict(results: list[dg.ExecuteInProcessResult], report: RunReport) -> str:

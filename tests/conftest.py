@@ -6,7 +6,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from models.assistant.keyword_parser import KeywordParser
 from models.catalog.sources import CatalogSourceSpec, read_catalog
+from models.labels import Intent, Slots, TrackRef, TurnLabels
 from models.taxonomy import Taxonomy, load_curated
 from orchestration.settings import BUNDLED_DATA, REPO_ROOT, Settings, load_settings
 
@@ -72,3 +74,24 @@ def store_retrieval_index(settings: Settings, index) -> None:
     factory = build_resources(settings)[INDEX_IO_MANAGER]
     manager = factory.create_io_manager(dg.build_init_resource_context())
     manager.handle_output(dg.build_output_context(asset_key=dg.AssetKey("retrieval_index")), index)
+
+
+class Misreads(KeywordParser):
+    """The keyword parser, except for turns starting with given words, which get the intent (and confidence)
+    the trained intent model gave them in chat trials or on CPCD. A turn read as about a track keeps only its
+    reference (the track in focus when it names none), as that model's slots do."""
+
+    def __init__(self, taxonomy, readings: dict[str, tuple[Intent, float | None]]) -> None:
+        super().__init__(taxonomy)
+        self.readings = readings
+
+    def parse(self, text, history=()):
+        parsed = super().parse(text, history)
+        for start, (intent, confidence) in self.readings.items():
+            if text.startswith(start):
+                slots = parsed.labels.slots
+                if intent in (Intent.ASK_ABOUT_TRACK, Intent.LESS_LIKE):
+                    slots = Slots(track_refs=slots.track_refs or [TrackRef(index=None)])
+                update = {"labels": TurnLabels(intent=intent, slots=slots)}
+                return parsed.model_copy(update=update | ({"confidence": confidence} if confidence else {}))
+        return parsed

@@ -6,6 +6,7 @@ MTG-Jamendo sample (tags and durations, no titles or names).
 
 import polars as pl
 import pytest
+from conftest import Misreads
 
 from models.assistant.assistant import MAX_TURN_CHARS, Assistant, Session
 from models.assistant.chat import by_position, command, json_turn, track_display
@@ -16,6 +17,7 @@ from models.assistant.retrieval import CatalogIndex, RetrieverConfig
 from models.assistant.state import DialogueState
 from models.assistant.tools import Steering, Toolbox
 from models.catalog.schema import CATALOG_SCHEMA
+from models.labels import Intent
 
 ARTISTS = {
     "Backstreet Boys": [
@@ -257,3 +259,21 @@ def test_a_logged_conversation_replayed_does_not_hold_back_earlier_slates(taxono
     logged = replay(assistant, turns, "test", lockstep=False, logged=True)["track_ids"].to_list()
     assert not set(live[1]) & set(live[0])
     assert logged[0] == live[0] and set(logged[1]) & set(logged[0])
+
+
+def test_a_named_artist_is_a_request_whatever_the_intent_model_reads(text_assistant, taxonomy) -> None:
+    # as the trained intent model reads CPCD's "anymore by Sam Smith?" (more like a shown track) and
+    # "my bad, bryson tiller" (out of scope, confidently)
+    readings = {"anymore": (Intent.MORE_LIKE, None), "my bad": (Intent.OUT_OF_SCOPE, 0.9)}
+    misread = Assistant(Misreads(taxonomy, readings), text_assistant.index, taxonomy)
+    session = Session()
+    misread.respond(session, "hank williams")
+    more = misread.respond(session, "anymore by beyonce?")
+    assert more.labels.intent is Intent.REFINE
+    assert "Beyoncé" in {_artist(misread, t) for t in more.track_ids[:3]}
+    named = misread.respond(Session(), "my bad, metallica")
+    assert named.labels.intent is Intent.RECOMMEND
+    assert {_artist(misread, t) for t in named.track_ids[:5]} == {"Metallica"}
+    # Pointing at a shown track, "more" stays "more like that one"; a refusal naming nothing stays one.
+    assert misread.respond(session, "anymore like this one").labels.intent is Intent.MORE_LIKE
+    assert misread.respond(Session(), "my bad, what's the weather").labels.intent is Intent.OUT_OF_SCOPE

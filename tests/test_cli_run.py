@@ -63,6 +63,11 @@ def embedded_tracks() -> int:
     return 1
 
 
+@dg.asset
+def interrupted() -> int:
+    raise KeyboardInterrupt  # what Ctrl-C raises inside a step
+
+
 def _execute(
     report: cli.RunReport, assets: list, checks: list, instance: dg.DagsterInstance | None = None
 ) -> dg.ExecuteInProcessResult:
@@ -88,6 +93,14 @@ def test_a_failed_step_prints_its_reason_in_one_line(terminal):
     assert "  failed raw_tracks: CatalogSourceError: /data/tracks.tsv: file_missing: no such file" in lines
     assert "Traceback" not in terminal.getvalue()
     assert cli._verdict([result], report) == "[red]run failed[/red] (1 failed step)"
+
+
+def test_ctrl_c_inside_a_run_is_told_apart_from_a_failed_step(terminal):
+    """`setlist run` stops at an interrupted run instead of starting the next partition."""
+    failed = _execute(cli.RunReport(), [raw_tracks], [])
+    stopped = _execute(cli.RunReport(), [interrupted], [])
+    assert not failed.success and not cli._interrupted(failed)
+    assert not stopped.success and cli._interrupted(stopped)
 
 
 def test_a_failed_check_prints_its_description_and_observed_values(terminal):

@@ -282,16 +282,19 @@ class Assistant:
         unsure_refusal = intent is Intent.OUT_OF_SCOPE and confidence < self.config.clarify_below
         # "shorter please" read as "less like that one": a cue about the slate, pointing at no track
         misread_cue = intent is Intent.LESS_LIKE and bool(followup) and not points
+        # "anymore by Sam Smith?", "I like Roxette": more of a named artist, not more like a shown track
+        more_of_named = intent is Intent.MORE_LIKE and mentioned and not points
         in_force, named = before.constraint.required, slots.nodes()
         replaces = any(in_force.get(f) and nodes != in_force[f] for f, nodes in named.items())
         if intent is Intent.CHITCHAT and just_liked and not (mentioned or followup):
             intent = Intent.REFINE  # "love these!" after liking some: more like them
         elif (
-            (intent in (Intent.NEEDS_CLARIFICATION, Intent.CHITCHAT) or names_instead or unsure_refusal)
+            (intent in (Intent.NEEDS_CLARIFICATION, Intent.CHITCHAT, Intent.OUT_OF_SCOPE) or names_instead)
             and (mentioned or followup)
             or asks_for_more
             or (unsure_refusal and ongoing)
             or misread_cue
+            or more_of_named
         ):
             intent = Intent.REFINE if ongoing else Intent.RECOMMEND
             slots = slots.model_copy(update={"track_refs": []})
