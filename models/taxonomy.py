@@ -114,6 +114,14 @@ class Taxonomy:
                 stack.extend(self.nodes[nid].implies)
         return tags
 
+    def spoken(self, node_id: str) -> str:
+        """The node's name as a listener says it: "deephouse" is an id spelling, its alias "deep house" is not."""
+        node = self.nodes.get(node_id)
+        if node is None:
+            return node_id.split("/", 1)[-1]
+        spaced = [a for a in node.aliases if re.sub(r"[\s\-']", "", a) == node.name]
+        return spaced[0] if spaced else node.name
+
     def phrase_index(self) -> dict[str, tuple[str, ...]]:
         """Every phrase a listener may use -> the node ids it stands for."""
         index: dict[str, list[str]] = {}

@@ -229,6 +229,7 @@ def test_acoustic_asks_for_the_acoustic_instruments(assistant) -> None:
     wanted = {"instrument/acousticguitar", "instrument/classicalguitar", "instrument/acousticbassguitar"}
     assert set(result.state["constraint"]["required"]["instrument"]) == wanted and result.tracks
     assert all(set(t["instruments"]) & {n.split("/")[1] for n in wanted} for t in result.tracks)
+    assert "acoustic bass guitar" in result.response and "acousticbassguitar" not in result.response
 
 
 def test_questions_pointing_at_no_track_and_unsure_refusals_mid_conversation_are_requests(

@@ -328,7 +328,7 @@ class Assistant:
             )
         asked = {n for nodes in labels.slots.nodes().values() for n in nodes}
         if both := sorted(asked & set(labels.slots.excluded)):
-            names = ", ".join(self.taxonomy.nodes[n].name if n in self.taxonomy.nodes else n for n in both)
+            names = ", ".join(map(self.taxonomy.spoken, both))
             return "conflict", f"You asked both for and against {names} — which should it be?"
         if labels.slots.track_refs and not (before.referenced(labels) or before.focus):
             return "unresolved_reference", "Which track do you mean? I haven't shown any yet."

@@ -108,7 +108,7 @@ class Planner:
             )
         boosts = [n for n in state.boost if n in self.taxonomy.nodes]
         if boosts:
-            parts.append(" and ".join(self.taxonomy.nodes[n].name for n in boosts) + " (preferred)")
+            parts.append(" and ".join(map(self.taxonomy.spoken, boosts)) + " (preferred)")
         latest = [a for a, turn in state.artists.items() if turn == state.turns - 1]
         if latest:
             parts.append("music by " + ", ".join(toolbox.index.names.names(latest)))
@@ -131,7 +131,7 @@ class Planner:
             sentence = f"{title}{by}: {facets}."
             if explained["matches"]:
                 names = ", ".join(
-                    self.taxonomy.nodes[n].name for n in explained["matches"] if n in self.taxonomy.nodes
+                    self.taxonomy.spoken(n) for n in explained["matches"] if n in self.taxonomy.nodes
                 )
                 sentence += f" It matches your request for {names}."
             sentences.append(sentence)

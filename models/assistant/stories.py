@@ -51,22 +51,13 @@ class StoryResult:
 
 def describe_constraint(constraint: Constraint, taxonomy: Taxonomy) -> str:
     """ "calm, piano, no voice, under 4 min": the request in taxonomy words (never the raw user text)."""
-    parts = [_name(n, taxonomy) for nodes in constraint.required.values() for n in nodes]
-    parts += [f"no {_name(n, taxonomy)}" for n in constraint.excluded]
+    parts = [taxonomy.spoken(n) for nodes in constraint.required.values() for n in nodes]
+    parts += [f"no {taxonomy.spoken(n)}" for n in constraint.excluded]
     if constraint.max_duration_s is not None:
         parts.append(f"under {round(constraint.max_duration_s / 60)} min")
     if constraint.min_duration_s is not None:
         parts.append(f"at least {round(constraint.min_duration_s / 60)} min")
     return ", ".join(parts)
-
-
-def _name(node_id: str, taxonomy: Taxonomy) -> str:
-    node = taxonomy.nodes.get(node_id)
-    if node is None:
-        return node_id.split("/", 1)[-1]
-    # "deephouse" is an id spelling: say the alias a listener would ("deep house").
-    spaced = [a for a in node.aliases if a.replace(" ", "") == node.name]
-    return spaced[0] if spaced else node.name
 
 
 def card_text(card: Mapping[str, Any]) -> tuple[list[str], list[str]]:
