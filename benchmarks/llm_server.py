@@ -1,6 +1,6 @@
 """Throughput of the local LLM server: judgements/s and generated tokens/s.
 
-    python -m benchmarks.llm_server [--judgements 8] [--in-flight 4]
+    python -m benchmarks.llm_server [--judgements 8] [--in-flight 4] [--rounds 4] [--skip-slots]
 
 Every row sends the same relevance judgements (the `judge_relevance` prompt, JSON mode with the schema,
 the gateway's cache off) to a fresh `llama_cpp.server` (what `setlist llm serve` runs) on a free
@@ -11,7 +11,10 @@ the gateway's cache off) to a fresh `llama_cpp.server` (what `setlist llm serve`
   at a barrier every step lose far more than the second core gives;
 - 1 thread, `--in-flight` requests: llama-cpp-python 0.3.36's server has no parallel slots (one model
   behind a lock, no continuous batching), so more in flight only queue: the gateway's concurrency
-  follows the server's one slot (`SETLIST_LLM__MAX_CONCURRENCY=1`).
+  follows the server's one slot (`SETLIST_LLM__MAX_CONCURRENCY=1`);
+- llama.cpp's own `llama-server` (`setlist llm install --llama-server`, models/llm/llama_server.py), 2
+  threads: one slot with one request in flight, then `--in-flight` slots with as many in flight
+  (continuous batching: each decode step carries every busy slot's next token).
 
 `--rounds N` adds a second table, the lever this server does have: tasks that alternate, as an LLM
 candidate's turns do (a parse with its ~5,000-token prompt, then another task's prompt), with the server's
@@ -38,6 +41,7 @@ from benchmarks.memory import PeakMemory
 from models.assistant.llm_parser import LLMParser
 from models.eval.judges import LLMRelevanceJudge, RelevanceItem
 from models.llm import GatewayConfig, LLMGateway
+from models.llm.llama_server import binary_path
 from models.llm.local_server import (
     LOOPBACK,
     QWEN_CODER_1_5B,
@@ -128,13 +132,26 @@ def judge(base_url: str, in_flight: int, n: int, timeout_s: float) -> tuple[int,
     return judgements.failures, wall, stats.completion_tokens, stats.latency_p50_s
 
 
-def server_row(model: Path, threads: int, in_flight: int, n: int, work: Path, timeout_s: float) -> Row:
-    config = ServerConfig(model, QWEN_CODER_1_5B.name, port=free_port(), threads=threads, ctx=4096)
+def server_row(
+    model: Path,
+    threads: int,
+    in_flight: int,
+    n: int,
+    work: Path,
+    timeout_s: float,
+    binary: Path | None = None,
+) -> Row:
+    """`n` judgements with `in_flight` requests at a time; llama-server (`binary`) gets that many slots."""
+    slots = in_flight if binary else 1
+    config = ServerConfig(
+        model, QWEN_CODER_1_5B.name, port=free_port(), threads=threads, ctx=4096, binary=binary, slots=slots
+    )
     state = start_server(config, work / "server.json", work / "server.log")
     try:
         judge(state.base_url, 1, 1, timeout_s)  # warm-up: page the weights in, cache the system prompt
         failed, wall, tokens, p50 = judge(state.base_url, in_flight, n, timeout_s)
-        return Row(f"llama_cpp.server, {threads} threads", 1, in_flight, n, failed, wall, tokens, p50)
+        name = "llama-server" if binary else "llama_cpp.server"
+        return Row(f"{name}, {threads} threads", slots, in_flight, n, failed, wall, tokens, p50)
     finally:
         stop_server(work / "server.json")
 
@@ -209,11 +226,17 @@ def main(argv: list[str] | None = None) -> None:
     model = load_settings().local_llm_dir / "models" / QWEN_CODER_1_5B.filename
     if not model.exists():
         sys.exit(f"{model} is missing: run `setlist llm install` first")
+    binary = binary_path(load_settings().local_llm_dir)
+    runs = [(2, 1, None), (1, 1, None), (1, args.in_flight, None)]
+    if binary.exists():
+        runs += [(2, 1, binary), (2, args.in_flight, binary)]
+    else:
+        print(f"{binary} is not built (`setlist llm install --llama-server`): no llama-server rows")
     with tempfile.TemporaryDirectory() as tmp:
         try:
             rows = [
-                server_row(model, threads, in_flight, args.judgements, Path(tmp), args.timeout_s)
-                for threads, in_flight in ((2, 1), (1, 1), (1, args.in_flight))
+                server_row(model, threads, in_flight, args.judgements, Path(tmp), args.timeout_s, engine)
+                for threads, in_flight, engine in runs
                 if not args.skip_slots
             ]
             mixed = {

