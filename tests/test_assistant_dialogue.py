@@ -258,3 +258,18 @@ def test_an_exclusion_alone_refines_the_request_in_force(assistant, taxonomy) ->
     assert without.labels.intent is Intent.REFINE and without.tracks
     assert without.state["constraint"]["required"] == upbeat.state["constraint"]["required"]
     assert without.state["constraint"]["excluded"] == ["genre/electronic"]
+
+
+def test_a_song_or_two_and_what_about_x_point_at_no_track(assistant, taxonomy) -> None:
+    # as the trained intent model reads CPCD's "ok that's great. what about elvis?" and "So good! Can I get a
+    # song or two about winning?": questions about a track
+    readings = {"ok that's great": (Intent.ASK_ABOUT_TRACK, None), "so good": (Intent.ASK_ABOUT_TRACK, None)}
+    misread = Assistant(Misreads(taxonomy, readings), assistant.index, taxonomy)
+    session = Session()
+    misread.respond(session, "something calm")
+    for turn in ("ok that's great. what about piano?", "so good! can I get a song or two with guitar?"):
+        result = misread.respond(session, turn)
+        assert result.labels.intent is Intent.REFINE and result.tracks, turn
+    # "the second one" and "what about that one" still point at a shown track
+    for turn in ("so good! tell me about the second one", "ok that's great. what about that one?"):
+        assert misread.respond(session, turn).labels.intent is Intent.ASK_ABOUT_TRACK, turn

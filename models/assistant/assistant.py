@@ -43,9 +43,12 @@ CHITCHAT_REPLY = (
 ONGOING_CHITCHAT_REPLY = "Anytime! Ask for more like these, or tell me what you'd like to hear next."
 OUT_OF_SCOPE_REPLY = "I can only help you discover music. What would you like to hear?"
 VAGUE_QUESTION = "What are you in the mood for? A genre, a mood, an activity or a few artists would help."
+# "a song or two" points at nothing; "the song", "this one", "the second" do.
 POINTS_AT_A_TRACK = re.compile(
-    r"\b(it|its|this|that|these|those|one|ones|song|songs|track|tracks|first|second|third|last)\b", re.I
+    r"\b(it|its|this|that|these|those|first|second|third|last|the (?:songs?|tracks?|ones?))\b", re.I
 )
+# "what about elvis?", "how about some jazz": proposes something to hear, unless what follows points
+PROPOSES = re.compile(r"\b(?:what|how) about (?!(?:it|its|this|that|these|those|them|the)\b)", re.I)
 # A refinement naming this many facets, one of them in place of what is asked ("now something upbeat for a
 # workout" after a chill request), is a new request; one facet replaced ("make it sadder") refines.
 NEW_TOPIC_FACETS = 2
@@ -208,7 +211,7 @@ class Assistant:
         followup = follow_up(text, [row["duration_s"] for row in shown if row], self.taxonomy)
         # Catalog tag words and no word pointing at a shown track: "what about with guitar?" names what to hear
         # (the intent model keeps only the reference of a turn it reads as a question about a track).
-        points = bool(POINTS_AT_A_TRACK.search(text))
+        points = bool(POINTS_AT_A_TRACK.search(text)) and not PROPOSES.search(text)
         names_tags = bool(self.index.phrases.tags(text)) and not points
         labels = self._acted_labels(parse, before, bool(mentions), followup, names_tags, points)
         # Chatter read as a refinement ("love these!", "hmm, not sure") adds no search words.
