@@ -9,6 +9,7 @@ setlist llm stop             stop it by the PID `serve` recorded
 
 import shlex
 import sys
+from typing import get_args
 
 import typer
 from rich.console import Console
@@ -26,7 +27,7 @@ from models.llm.local_server import (
     start_server,
     stop_server,
 )
-from orchestration.settings import Settings, SettingsError, load_settings
+from orchestration.settings import LocalEngine, Settings, SettingsError, load_settings
 
 app = typer.Typer(
     help="A local OpenAI-compatible LLM server (llama.cpp) with a model shipped in pip packages."
@@ -36,7 +37,7 @@ err = Console(stderr=True)
 RUNTIME_REQUIREMENT = f"{RUNTIME}[server]=={RUNTIME_VERSION}"  # the `local-llm` extra's pin (pyproject.toml)
 # Generous: a request waits for nothing but its slot, but a long prompt on 2 cores takes a while.
 REQUEST_TIMEOUT_S = 300
-ENGINES = (RUNTIME, "llama-server")
+ENGINES = get_args(LocalEngine)
 
 
 def _settings() -> Settings:

@@ -114,6 +114,9 @@ class CelerySettings(BaseModel):
     max_memory_per_child_mb: int = Field(default=2048, ge=0)
 
 
+LocalEngine = Literal["llama-cpp-python", "llama-server"]
+
+
 class LocalLLMSettings(BaseModel):
     """`setlist llm install|serve`: llama.cpp's OpenAI-compatible server on 127.0.0.1 (models/llm/local_server.py)."""
 
@@ -125,7 +128,7 @@ class LocalLLMSettings(BaseModel):
     prompt_cache_mb: int = Field(default=256, ge=0)
     # llama-cpp-python's server (one slot) or llama.cpp's llama-server (`setlist llm install --llama-server`),
     # whose parallel slots decode several requests together.
-    engine: Literal["llama-cpp-python", "llama-server"] = "llama-cpp-python"
+    engine: LocalEngine = "llama-cpp-python"
     slots: int = Field(default=1, ge=1)
 
 

@@ -302,7 +302,7 @@ class ServerConfig:
     # logprobs (the buffer is then n_ctx rows: gigabytes a state).
     prompt_cache_mb: int = 256
     # llama.cpp's own server (models/llm/llama_server.py) instead of llama-cpp-python's, with this many
-    # parallel slots of `ctx` tokens each; it returns logprobs without logits for every token.
+    # parallel slots of `ctx` tokens each; by its source it returns logprobs without logits for every token.
     binary: Path | None = None
     slots: int = 1
 
