@@ -9,6 +9,7 @@ into the set of catalog tags that satisfy it.
 import re
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,22 @@ class Taxonomy:
             return node_id.split("/", 1)[-1]
         spaced = [a for a in node.aliases if re.sub(r"[\s\-']", "", a) == node.name]
         return spaced[0] if spaced else node.name
+
+    def spoken_value(self, column: str, value: str) -> str:
+        """A catalog value ("classicalguitar" in `instruments`) as a listener says it ("classical guitar"):
+        the spoken name of the node carrying its tag, else the value."""
+        prefix = next(p for p, c in CATALOG_COLUMN.items() if c == column)
+        owners = self._tag_owners.get(f"{prefix}---{value}", ())
+        named = [n for n in owners if self.nodes[n].name == value]
+        return self.spoken((named or list(owners))[0]) if owners else value
+
+    @cached_property
+    def _tag_owners(self) -> dict[str, tuple[str, ...]]:
+        owners: dict[str, list[str]] = {}
+        for node in self.nodes.values():
+            for tag in node.tags:
+                owners.setdefault(tag, []).append(node.node_id)
+        return {tag: tuple(ids) for tag, ids in owners.items()}
 
     def phrase_index(self) -> dict[str, tuple[str, ...]]:
         """Every phrase a listener may use -> the node ids it stands for."""

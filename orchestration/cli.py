@@ -538,7 +538,7 @@ def chat(
                 table.add_column(column)
             stories = result.stories + [""] * (len(result.tracks) - len(result.stories))  # top tracks only
             for i, (track, story) in enumerate(zip(result.tracks, stories, strict=True), start=1):
-                shown = track_display(track)
+                shown = track_display(track, loaded.assistant.taxonomy)
                 table.add_row(str(i), *(escape(v) for v in shown.values()), escape(story))
             console.print(table)
         if debug:

@@ -8,7 +8,7 @@ import pytest
 
 from models.assistant.keyword_parser import KeywordParser
 from models.catalog.sources import CatalogSourceSpec, read_catalog
-from models.labels import Intent, Slots, TrackRef, TurnLabels
+from models.labels import NON_RETRIEVAL_INTENTS, Intent, Slots, TrackRef, TurnLabels
 from models.taxonomy import Taxonomy, load_curated
 from orchestration.settings import BUNDLED_DATA, REPO_ROOT, Settings, load_settings
 
@@ -78,8 +78,9 @@ def store_retrieval_index(settings: Settings, index) -> None:
 
 class Misreads(KeywordParser):
     """The keyword parser, except for turns starting with given words, which get the intent (and confidence)
-    the trained intent model gave them in chat trials or on CPCD. A turn read as about a track keeps only its
-    reference (the track in focus when it names none), as that model's slots do."""
+    the trained intent model gave them in chat trials or on CPCD. As that model's slots do, a turn read as about
+    a track keeps only its reference (the track in focus when it names none), and one read as chatter, vague or
+    out of scope keeps none."""
 
     def __init__(self, taxonomy, readings: dict[str, tuple[Intent, float | None]]) -> None:
         super().__init__(taxonomy)
@@ -92,6 +93,8 @@ class Misreads(KeywordParser):
                 slots = parsed.labels.slots
                 if intent in (Intent.ASK_ABOUT_TRACK, Intent.LESS_LIKE):
                     slots = Slots(track_refs=slots.track_refs or [TrackRef(index=None)])
+                elif intent in NON_RETRIEVAL_INTENTS:
+                    slots = Slots()
                 update = {"labels": TurnLabels(intent=intent, slots=slots)}
                 return parsed.model_copy(update=update | ({"confidence": confidence} if confidence else {}))
         return parsed

@@ -156,14 +156,69 @@ def test_a_question_naming_what_to_hear_and_no_track_is_a_request(assistant, tax
     calm = misread.respond(session, "something calm")
     guitar = misread.respond(session, "what about with guitar")
     assert guitar.labels.intent is Intent.REFINE and guitar.tracks
-    assert guitar.state["constraint"] == calm.state["constraint"]  # kept, and "guitar" joins the words
+    # calm is kept and guitar, which the misread question carried no slot for, joins it
+    assert guitar.state["constraint"]["required"] == {
+        **calm.state["constraint"]["required"],
+        "instrument": ["instrument/guitar"],
+    }
     assert [c.name for c in guitar.tool_calls] == ["search_catalog"]
-    assert "guitar" in guitar.tool_calls[0].arguments["query"]
-    assert any("guitar" in tag for card in guitar.tracks for tag in card_tags(card))
+    assert all(any("guitar" in tag for tag in card_tags(card)) for card in guitar.tracks)
     # A question that points at a shown track is still about it.
     about = misread.respond(session, "what about the first one")
     assert about.labels.intent is Intent.ASK_ABOUT_TRACK
     assert about.tool_calls[0].name == "explain_track"
+
+
+def test_a_vague_reading_that_names_something_to_hear_gets_its_slots(assistant, taxonomy) -> None:
+    # "some piano instead" read as vague (the trained model keeps no slots then): piano replaces the instrument
+    misread = Assistant(
+        Misreads(taxonomy, {"some piano": (Intent.NEEDS_CLARIFICATION, None)}), assistant.index, taxonomy
+    )
+    session = Session()
+    guitar = misread.respond(session, "something calm with guitar")
+    piano = misread.respond(session, "some piano instead")
+    assert piano.labels.intent is Intent.REFINE and not piano.asked_clarification
+    assert piano.state["constraint"]["required"] == {
+        **guitar.state["constraint"]["required"],
+        "instrument": ["instrument/piano"],
+    }
+    assert piano.tracks and all("instrument---piano" in card_tags(card) for card in piano.tracks)
+
+
+def test_a_turn_adding_to_the_request_refines_it(assistant, taxonomy) -> None:
+    # "... would be nice too" read as a new request by the intent model: "too" adds to the current one
+    misread = Assistant(Misreads(taxonomy, {"a song": (Intent.RECOMMEND, None)}), assistant.index, taxonomy)
+    session = Session()
+    calm = misread.respond(session, "something calm")
+    added = misread.respond(session, "a song or two with piano would be nice too")
+    assert added.labels.intent is Intent.REFINE
+    assert added.state["constraint"]["required"] == {
+        **calm.state["constraint"]["required"],
+        "instrument": ["instrument/piano"],
+    }
+    fresh = misread.respond(Session(), "a song or two with piano would be nice")
+    assert fresh.labels.intent is Intent.RECOMMEND
+
+
+def test_liking_every_match_relaxes_the_next_request_instead_of_an_empty_slate(assistant, taxonomy) -> None:
+    session = Session()
+    first = assistant.respond(session, "sad harp")  # three tracks in the sample
+    assert first.tracks and not first.asked_clarification
+    session.like(*first.track_ids)
+    more = assistant.respond(session, "more like those")
+    assert more.tracks and not set(more.track_ids) & set(first.track_ids)
+    assert "nothing else in the catalog matches all of that" in more.response
+    assert more.clarification_reason == "no_match"
+    story = more.stories[0]
+    assert "the closest I found to your request" in story and "fits your request" not in story
+
+
+def test_answers_say_tags_as_listeners_do(assistant) -> None:
+    session = Session()
+    found = assistant.respond(session, "something with classical guitar")
+    assert "classical guitar" in found.stories[0] and "classicalguitar" not in " ".join(found.stories)
+    about = assistant.respond(session, "tell me about the first one")
+    assert "classical guitar" in about.response and "classicalguitar" not in about.response
 
 
 def test_thanks_later_in_a_conversation_is_not_greeted(assistant) -> None:

@@ -187,10 +187,14 @@ def test_latest_turn_weighs_most() -> None:
 
 
 def test_tracks_are_shown_as_people_read_them(text_assistant, mtg_assistant) -> None:
-    mtg = track_display(mtg_assistant.respond(Session(), "something calm").tracks[0])
+    calm = mtg_assistant.respond(Session(), "something calm with classical guitar").tracks[0]
+    mtg = track_display(calm, mtg_assistant.taxonomy)
     assert mtg["track"].startswith("track_") and mtg["artist"].startswith("artist_")
-    assert mtg["album"].startswith("album_") and ":" in mtg["length"] and mtg["tags"]
-    cpcd = track_display(text_assistant.index.get_track("met1") | {"artists": ["Metallica"]})
+    assert mtg["album"].startswith("album_") and ":" in mtg["length"]
+    assert "classical guitar" in mtg["tags"] and "classicalguitar" not in mtg["tags"]  # as spoken
+    cpcd = track_display(
+        text_assistant.index.get_track("met1") | {"artists": ["Metallica"]}, text_assistant.taxonomy
+    )
     assert cpcd == {
         "track": "One",
         "artist": "Metallica",

@@ -34,6 +34,7 @@ from models.assistant.stories import (
     describe_constraint,
 )
 from models.assistant.tools import Steering, Toolbox, ToolCallRecord, track_card
+from models.intent.slots import Gazetteer, assemble_slots
 from models.labels import NON_RETRIEVAL_INTENTS, Intent, Slots, TurnLabels
 from models.taxonomy import Taxonomy
 
@@ -49,6 +50,9 @@ POINTS_AT_A_TRACK = re.compile(
 )
 # "what about elvis?", "how about some jazz": proposes something to hear, unless what follows points
 PROPOSES = re.compile(r"\b(?:what|how) about (?!(?:it|its|this|that|these|those|them|the)\b)", re.I)
+# "a song or two with guitar would be nice too": adds to the current request instead of starting another
+# ("too twangy" and "as well as" do not)
+ADDS = re.compile(r"\btoo\s*(?:[.!?,;]|$)|\b(?:also|in addition)\b|\bas well\b(?!\s+as\b)", re.I)
 # A refinement naming this many facets, one of them in place of what is asked ("now something upbeat for a
 # workout" after a chill request), is a new request; one facet replaced ("make it sadder") refines.
 NEW_TOPIC_FACETS = 2
@@ -155,6 +159,8 @@ class Assistant:
         self.co_likes = co_likes
         self.storyteller = storyteller or TemplateStoryteller(taxonomy)
         self.planner = Planner(taxonomy, index.config)
+        # The slot extractor of the keyword parser: what a turn names when the parser's reading kept no slots
+        self.gazetteer = Gazetteer.from_taxonomy(taxonomy)
 
     @property
     def orchestrator(self) -> str:
@@ -209,11 +215,9 @@ class Assistant:
         mentions = self.index.names.find(" ".join([text, *parse.labels.slots.artists]))
         shown = [self.index.get_track(t) for t in before.shown]
         followup = follow_up(text, [row["duration_s"] for row in shown if row], self.taxonomy)
-        # Catalog tag words and no word pointing at a shown track: "what about with guitar?" names what to hear
-        # (the intent model keeps only the reference of a turn it reads as a question about a track).
+        # "what about some piano?" names what to hear; "what about the second one?" points at a shown track
         points = bool(POINTS_AT_A_TRACK.search(text)) and not PROPOSES.search(text)
-        names_tags = bool(self.index.phrases.tags(text)) and not points
-        labels = self._acted_labels(parse, before, bool(mentions), followup, names_tags, points)
+        labels = self._acted_labels(text, parse, before, bool(mentions), followup, points)
         # Chatter read as a refinement ("love these!", "hmm, not sure") adds no search words.
         chatter = (
             parse.labels.intent in (Intent.CHITCHAT, Intent.NEEDS_CLARIFICATION)
@@ -259,16 +263,18 @@ class Assistant:
 
     def _acted_labels(
         self,
+        text: str,
         parse: ParseResult,
         before: DialogueState,
         mentioned: bool,
         followup: FollowUp,
-        names_tags: bool,
         points: bool,
     ) -> TurnLabels:
         """The parse, adjusted: a turn naming artists or titles, or saying "faster"/"shorter", is never vague;
-        a follow-up that names nothing new refines the current request instead of starting over, and one
-        that changes several facets of it ("now something upbeat for a workout") starts a new one."""
+        a follow-up that names nothing new, or adds to the request ("with guitar too"), refines the current
+        request instead of starting over, and one that changes several facets of it ("now something upbeat
+        for a workout") starts a new one. A reading that kept no slots (a question, "not sure") and is acted
+        on gets the slots the text names ("what about some piano instead?")."""
         intent, slots, confidence = parse.labels.intent, parse.labels.slots, parse.confidence
         if followup.duration is not None and slots.duration is None:
             slots = slots.model_copy(update={"duration": followup.duration})
@@ -307,8 +313,13 @@ class Assistant:
             intent = (
                 Intent.REFINE
             )  # "under 3 minutes", "some Drake", "no electronic": adjust, don't start over
+        elif intent is Intent.RECOMMEND and ongoing and ADDS.search(text):
+            intent = Intent.REFINE
         elif intent is Intent.REFINE and replaces and len(named) >= NEW_TOPIC_FACETS:
             intent = Intent.RECOMMEND
+        if parse.labels.intent in NON_RETRIEVAL_INTENTS and intent not in NON_RETRIEVAL_INTENTS:
+            named_now = assemble_slots(intent, self.gazetteer.extract(text))
+            slots = named_now.model_copy(update={"artists": slots.artists, "duration": slots.duration})
         return TurnLabels(intent=intent, slots=Slots.model_validate(slots.model_dump()))
 
     def _question(

@@ -19,6 +19,7 @@ from typing import Any
 
 from models.assistant.assistant import Assistant, Session
 from models.assistant.planner import plural
+from models.taxonomy import Taxonomy
 
 COMMANDS = {"/like": "like", "/dislike": "dislike"}
 USAGE = "Commands: /like N and /dislike N rate track N of the last answer (several numbers are fine)."
@@ -92,8 +93,8 @@ def _list(message: Mapping[str, Any], key: str, errors: list[str]) -> list[Any]:
     return value
 
 
-def track_display(card: Mapping[str, Any]) -> dict[str, str]:
-    """A track as a person reads it: title (or id), artist, album, length, tags.
+def track_display(card: Mapping[str, Any], taxonomy: Taxonomy) -> dict[str, str]:
+    """A track as a person reads it: title (or id), artist, album, length, tags (as spoken: "classical guitar").
 
     MTG-Jamendo has no titles or names, only ids (the artist and album ids are what it knows); CPCD has titles,
     artists and albums but no lengths or tags. Whatever a catalog lacks is left blank.
@@ -105,5 +106,9 @@ def track_display(card: Mapping[str, Any]) -> dict[str, str]:
         "artist": ", ".join(card["artists"]) or (card["artist_id"] or ""),
         "album": card["album"] or (card["album_id"] or ""),
         "length": f"{minutes}:{seconds:02d}" if duration is not None else "",
-        "tags": ", ".join([*card["genres"], *card["moods"], *card["instruments"]]),
+        "tags": ", ".join(
+            taxonomy.spoken_value(column, value)
+            for column in ("genres", "moods", "instruments")
+            for value in card[column]
+        ),
     }

@@ -127,7 +127,12 @@ class Planner:
             title = f"“{card['title']}”" if card["title"] else f"Track {card['track_id']}"
             artists = ", ".join(f"“{a}”" for a in card["artists"])  # catalog text, quoted as data
             by = f" by {artists}" if artists else ""
-            facets = ", ".join([*card["genres"], *card["moods"], *card["instruments"]]) or "no tags"
+            spoken = [
+                self.taxonomy.spoken_value(column, value)
+                for column in ("genres", "moods", "instruments")
+                for value in card[column]
+            ]
+            facets = ", ".join(spoken) or "no tags"
             sentence = f"{title}{by}: {facets}."
             if explained["matches"]:
                 names = ", ".join(

@@ -19,7 +19,7 @@ from models.labels import Constraint
 from models.llm import LLMGateway, LLMRequest
 from models.llm.config import api_key_from_env
 from models.prompts import PLACEHOLDER, PromptSpec, data_json, load_prompt
-from models.taxonomy import Taxonomy
+from models.taxonomy import CATALOG_COLUMN, Taxonomy
 
 STORY_PROMPT = "track_story"
 
@@ -95,17 +95,32 @@ class TemplateStoryteller:
         moods = _wanted_first(card["moods"], wanted)[:2]
         genres = _wanted_first(card["genres"], wanted)[:1]
         instruments = _wanted_first(card["instruments"], wanted)[:2]
-        core = " ".join([" and ".join(moods), *genres]).strip() or "a track"
+        say = self.taxonomy.spoken_value
+        spoken_moods = [say("moods", m) for m in moods]
+        core = (
+            " ".join([" and ".join(spoken_moods), *(say("genres", g) for g in genres)]).strip() or "a track"
+        )
         text = core[0].upper() + core[1:]
         if instruments:
-            text += f" with {' and '.join(instruments)}"
+            text += f" with {' and '.join(say('instruments', i) for i in instruments)}"
         if card["artists"]:
             text += f" by “{card['artists'][0]}”"  # catalog text, quoted as data
         asked = describe_constraint(item.constraint, self.taxonomy)
-        text += f" — fits your request for {asked}." if asked else " — picked for this conversation."
+        if not asked:
+            text += " — picked for this conversation."
+        elif self._meets_every_facet(card, item.constraint):
+            text += f" — fits your request for {asked}."
+        else:  # a relaxed slate: "fits" would claim what the track lacks
+            text += f" — the closest I found to your request for {asked}."
         cited = [f"moods: {m}" for m in moods] + [f"genres: {g}" for g in genres]
         cited += [f"instruments: {i}" for i in instruments] + [f"artist: {a}" for a in card["artists"][:1]]
         return StoryResult(text=text, cited_facts=cited)
+
+    def _meets_every_facet(self, card: Mapping[str, Any], constraint: Constraint) -> bool:
+        tags = {f"{p}---{v}" for p, column in CATALOG_COLUMN.items() for v in card.get(column) or []}
+        return all(
+            any(self.taxonomy.catalog_tags(n) & tags for n in nodes) for nodes in constraint.required.values()
+        )
 
     def _wanted_values(self, constraint: Constraint) -> set[str]:
         tags = set().union(

@@ -155,6 +155,8 @@ class ConstraintMatcher:
     Only what the catalog can check is hard: a required facet whose tags no track carries is soft
     (`soft_nodes`: ranked by its words), duration bounds on a catalog without durations are dropped
     (`ignored_duration`), and when the hard facets together match nothing they all turn soft (`relaxed`).
+    Tracks the listener rated (`rated`: liked or disliked) are never shown again, so a combination only
+    they satisfy is relaxed too: "more like those" after liking the only two matches gets the closest.
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class ConstraintMatcher:
         taxonomy: Taxonomy,
         constraint: Constraint,
         excluded_artist_ids: Sequence[str] = (),
+        rated: Sequence[str] = (),
     ) -> None:
         self.index, self.taxonomy, self.constraint = index, taxonomy, constraint
         required_tags = {
@@ -177,13 +180,19 @@ class ConstraintMatcher:
         self.exclusions = Filters(
             exclude=_by_prefix(excluded_tags),
             exclude_artist_ids=frozenset(excluded_artist_ids),
-            exclude_track_ids=frozenset([*constraint.exclude_track_ids, *constraint.seed_track_ids]),
+            exclude_track_ids=frozenset([*constraint.exclude_track_ids, *constraint.seed_track_ids, *rated]),
             min_duration_s=None if self.ignored_duration else constraint.min_duration_s,
             max_duration_s=None if self.ignored_duration else constraint.max_duration_s,
         )
         self.required_tags = hard
         self.mask = self._exact_mask()
         self.relaxed = bool(hard) and not self.mask.any()
+        # relaxed because the listener rated every match: the answer says "nothing else"
+        self.rated_every_match = self.relaxed and any(
+            all(tags & card_tags(track_card(row)) for tags in hard.values())
+            for row in map(index.get_track, rated)
+            if row
+        )
         if self.relaxed:
             self.required_tags = {}
             self.mask = self._exact_mask()
@@ -217,7 +226,8 @@ class ConstraintMatcher:
         """What the answer should say about constraints it could not apply as asked."""
         notes = []
         if self.relaxed:
-            notes.append("nothing in the catalog matches all of that, so these are the closest")
+            other = " else" if self.rated_every_match else ""
+            notes.append(f"nothing{other} in the catalog matches all of that, so these are the closest")
         elif self.soft_nodes:
             soft = {f: [n for n in ns if n in self.soft_nodes] for f, ns in self.constraint.required.items()}
             names = describe_constraint(Constraint(required=soft), self.taxonomy)
@@ -294,7 +304,13 @@ class Toolbox:
     @cached_property
     def base(self) -> "ConstraintMatcher":
         """The conversation's constraint as catalog masks (a tool's own filters narrow it further)."""
-        return ConstraintMatcher(self.index, self.taxonomy, self.constraint, self.excluded_artist_ids)
+        return ConstraintMatcher(
+            self.index, self.taxonomy, self.constraint, self.excluded_artist_ids, self._rated
+        )
+
+    @property
+    def _rated(self) -> list[str]:
+        return [*self.steering.liked, *self.steering.disliked]
 
     def run(self, name: str, arguments: str | Mapping[str, Any]) -> dict[str, Any]:
         """Validate, execute and record one call; a bad call becomes an `error` result, never an exception."""
@@ -322,7 +338,7 @@ class Toolbox:
 
     def search_catalog(self, args: SearchCatalog) -> dict[str, Any]:
         matcher = self._matcher(args.filters)
-        filters = self._filters(matcher)
+        filters = matcher.coarse_filters()
         names = self.index.names
         named = [(names.display[a], w) for a, w in self.steering.artists.items() if not a.startswith("id:")]
         query = [(args.query, 1.0), *self.steering.history, *named]
@@ -331,8 +347,7 @@ class Toolbox:
 
     def filter_tracks(self, args: FilterTracks) -> dict[str, Any]:
         matcher = self._matcher(args.filters)
-        rated = len(self.steering.liked) + len(self.steering.disliked)  # `_shape` drops those
-        positions = np.flatnonzero(matcher.mask)[: 3 * self.depth + rated]  # room for the artist cap
+        positions = np.flatnonzero(matcher.mask)[: 3 * self.depth]  # room for the artist cap
         return self._ranking(self._shape([self.index.track_ids[i] for i in positions], matcher), matcher)
 
     def get_track(self, args: GetTrack) -> dict[str, Any]:
@@ -342,7 +357,7 @@ class Toolbox:
         self._card(args.track_id)  # unknown ids fail here with a clear message
         matcher = self._matcher(TrackFilters())
         hits = self.index.similar(
-            [args.track_id], k=self.index.config.candidates, filters=self._filters(matcher), diverse=False
+            [args.track_id], k=self.index.config.candidates, filters=matcher.coarse_filters(), diverse=False
         )
         return self._ranking(self._shape([h.track_id for h in hits], matcher), matcher)
 
@@ -399,13 +414,12 @@ class Toolbox:
         return out
 
     def _shape(self, track_ids: Sequence[str], matcher: "ConstraintMatcher") -> list[str]:
-        """Within the constraint, liked and disliked tracks out; tracks already shown and tracks by disliked
+        """Within the constraint (liked and disliked tracks are outside it); tracks already shown and tracks by disliked
         (primary) artists after the rest; the artist cap per slate, which moves a track back instead of out
         and spares artists the listener named or liked; `depth` tracks in all."""
         steering, index, names = self.steering, self.index, self.index.names
         positions = index.positions(dict.fromkeys(track_ids))
-        done = index.positions(t for t in (*steering.liked, *steering.disliked) if t in index)
-        positions = positions[matcher.mask[positions] & ~np.isin(positions, done)]
+        positions = positions[matcher.mask[positions]]  # rated tracks are outside the mask
         protected = names.codes(steering.artists) | names.codes(self._liked_artists())
         disliked = {a for t in steering.disliked for a in names.artists_of(int(index.positions([t])[0]))}
         disliked_codes = names.codes(disliked) - protected
@@ -416,12 +430,6 @@ class Toolbox:
         if cap:
             ordered = _slates(ordered, names.primary, cap, protected)
         return [index.track_ids[p] for p in ordered[: self.depth]]
-
-    def _filters(self, matcher: "ConstraintMatcher") -> Filters:
-        """The matcher's coarse filters, with liked and disliked tracks left out of every ranking."""
-        coarse = matcher.coarse_filters()
-        done = coarse.exclude_track_ids | set(self.steering.liked) | set(self.steering.disliked)
-        return coarse.model_copy(update={"exclude_track_ids": frozenset(done)})
 
     def _matcher(self, filters: TrackFilters) -> ConstraintMatcher:
         if filters == TrackFilters():
@@ -435,7 +443,7 @@ class Toolbox:
             exclude_track_ids=self.constraint.exclude_track_ids,
             seed_track_ids=self.constraint.seed_track_ids,
         )
-        return ConstraintMatcher(self.index, self.taxonomy, merged, self.excluded_artist_ids)
+        return ConstraintMatcher(self.index, self.taxonomy, merged, self.excluded_artist_ids, self._rated)
 
     def _card(self, track_id: str) -> dict[str, Any]:
         row = self.index.get_track(track_id)

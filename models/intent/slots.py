@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rapidfuzz.distance import OSA
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from models.labels import NON_RETRIEVAL_INTENTS, DurationRange, Intent, Slots, TrackRef
 from models.taxonomy import FACETS, Taxonomy
@@ -94,7 +95,8 @@ class FuzzyConfig:
     word. Words under 5 characters never match fuzzily (stricter than a 4-character floor: one edit
     turns "fast" into "last", "calm" into "call", "love" into "live"), the first letter must agree
     (typists rarely miss it; it also keeps "hello" from becoming "cello"), and a token that is itself a
-    common word of listeners' requests (`known_words`) is never a typo.
+    common word of listeners' requests (`known_words`) or of English (scikit-learn's stop words: "would"
+    is not a typo of "world") is never a typo.
     """
 
     min_word_chars: int = 5
@@ -130,7 +132,7 @@ class Gazetteer:
         self._fuzzy_choices: dict[int, list[tuple[str, ...]]] = {}
         for phrase in self._index:
             self._fuzzy_choices.setdefault(len(phrase), []).append(phrase)
-        self._vocabulary = {t for k in self._index for t in k} | set(self.known_words)
+        self._vocabulary = {t for k in self._index for t in k} | set(self.known_words) | ENGLISH_STOP_WORDS
         self._fuzzy_cache: dict[str, tuple[str, ...] | None] = {}
 
     @classmethod
