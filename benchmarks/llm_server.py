@@ -19,7 +19,9 @@ the gateway's cache off) to a fresh `llama_cpp.server` (what `setlist llm serve`
 `--rounds N` adds a second table, the lever this server does have: tasks that alternate, as an LLM
 candidate's turns do (a parse with its ~5,000-token prompt, then another task's prompt), with the server's
 RAM prompt cache off and on (`SETLIST_LOCAL_LLM__PROMPT_CACHE_MB`), with the server's peak RSS. Without it
-the one context holds only the previous request, so every parse reads its whole prompt again.
+the one context holds only the previous request, so every parse reads its whole prompt again. When built,
+llama-server with two slots follows: it sends a request to the slot whose cached prompt shares most of it,
+so each task keeps its own prefix.
 
 The table prints the machine's load average beside it: these figures move with what else runs.
 """
@@ -157,13 +159,26 @@ def server_row(
 
 
 def mixed_rounds(
-    model: Path, cache_mb: int, rounds: int, work: Path, timeout_s: float
+    model: Path,
+    cache_mb: int,
+    rounds: int,
+    work: Path,
+    timeout_s: float,
+    binary: Path | None = None,
+    slots: int = 1,
 ) -> tuple[list[float], float]:
     """Seconds per round of (one parse, one judgement) on a fresh 2-thread server with the prompt cache
     at `cache_mb` (0: off), and the server's peak RSS in MB; each round's request differs, so only prompt
-    prefixes can be reused."""
+    prefixes can be reused. `binary`: llama-server with `slots` slots instead of llama_cpp.server."""
     config = ServerConfig(
-        model, QWEN_CODER_1_5B.name, port=free_port(), threads=2, ctx=8192, prompt_cache_mb=cache_mb
+        model,
+        QWEN_CODER_1_5B.name,
+        port=free_port(),
+        threads=2,
+        ctx=8192,
+        prompt_cache_mb=cache_mb,
+        binary=binary,
+        slots=slots,
     )
     state = start_server(config, work / "server.json", work / "server.log")
     server = psutil.Process(state.pid)
@@ -239,9 +254,12 @@ def main(argv: list[str] | None = None) -> None:
                 for threads, in_flight, engine in runs
                 if not args.skip_slots
             ]
+            mixed_runs = [("off", 0, None, 1), ("on, 256 MB of KV, n_batch 128", 256, None, 1)]
+            if binary.exists():
+                mixed_runs.append(("llama-server, 2 slots, --cache-ram 256", 256, binary, 2))
             mixed = {
-                name: mixed_rounds(model, cache_mb, args.rounds, Path(tmp), args.timeout_s)
-                for name, cache_mb in (("off", 0), ("on, 256 MB of KV, n_batch 128", 256))
+                name: mixed_rounds(model, cache_mb, args.rounds, Path(tmp), args.timeout_s, engine, slots)
+                for name, cache_mb, engine, slots in mixed_runs
                 if args.rounds
             }
         except LocalLLMError as err:

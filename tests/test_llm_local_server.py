@@ -121,7 +121,13 @@ def test_llama_server_serves_its_slots_and_the_gateway_sends_that_many(tmp_path:
     config = replace(_config(tmp_path), binary=binary, slots=4)
     command = server_command(config)
     assert command[0] == str(binary)
-    for flag, value in (("--host", "127.0.0.1"), ("--parallel", "4"), ("--ctx-size", str(4 * config.ctx))):
+    expected = (
+        ("--host", "127.0.0.1"),
+        ("--parallel", "4"),
+        ("--ctx-size", str(4 * config.ctx)),
+        ("--repeat-penalty", "1.1"),  # as llama-cpp-python's server samples: without it the model loops
+    )
+    for flag, value in expected:
         assert command[command.index(flag) + 1] == value
     state = start_server(config, tmp_path / "server.json", tmp_path / "server.log")
     try:

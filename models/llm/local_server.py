@@ -326,6 +326,9 @@ class ServerState:
     slots: int = 1  # requests the server decodes at once: the gateway's concurrency
 
 
+REPEAT_PENALTY = "1.1"
+
+
 def server_command(config: ServerConfig, python: str = sys.executable) -> list[str]:
     if config.binary is not None:
         return [
@@ -340,6 +343,9 @@ def server_command(config: ServerConfig, python: str = sys.executable) -> list[s
             "--parallel", str(config.slots),
             "--cont-batching",
             "--cache-ram", str(config.prompt_cache_mb),  # MiB of evaluated prompts kept (0: off)
+            # llama-cpp-python's server default; llama-server's (1.0, off) let the 1.5B model repeat one
+            # sentence at temperature 0 until max_tokens (2 of 8 relevance judgements, measured)
+            "--repeat-penalty", REPEAT_PENALTY,
             "--no-webui",
         ]  # fmt: skip
     return [
