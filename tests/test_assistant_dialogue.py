@@ -150,7 +150,11 @@ def test_replay_golden_conversations(assistant, taxonomy) -> None:
 def test_a_question_naming_what_to_hear_and_no_track_is_a_request(assistant, taxonomy) -> None:
     # "what about with guitar?" read as a question about a track
     misread = Assistant(
-        Misreads(taxonomy, {"what about": (Intent.ASK_ABOUT_TRACK, None)}), assistant.index, taxonomy
+        Misreads(
+            taxonomy, {"what about": (Intent.ASK_ABOUT_TRACK, None), "is the": (Intent.ASK_ABOUT_TRACK, None)}
+        ),
+        assistant.index,
+        taxonomy,
     )
     session = Session()
     calm = misread.respond(session, "something calm")
@@ -167,6 +171,9 @@ def test_a_question_naming_what_to_hear_and_no_track_is_a_request(assistant, tax
     about = misread.respond(session, "what about the first one")
     assert about.labels.intent is Intent.ASK_ABOUT_TRACK
     assert about.tool_calls[0].name == "explain_track"
+    flute = misread.respond(session, "is the flute one traditional or new?")  # "the <word> one" points too
+    assert flute.labels.intent is Intent.ASK_ABOUT_TRACK and not flute.tracks
+    assert flute.state["constraint"] == about.state["constraint"]
 
 
 def test_a_vague_reading_that_names_something_to_hear_gets_its_slots(assistant, taxonomy) -> None:

@@ -44,9 +44,12 @@ CHITCHAT_REPLY = (
 ONGOING_CHITCHAT_REPLY = "Anytime! Ask for more like these, or tell me what you'd like to hear next."
 OUT_OF_SCOPE_REPLY = "I can only help you discover music. What would you like to hear?"
 VAGUE_QUESTION = "What are you in the mood for? A genre, a mood, an activity or a few artists would help."
-# "a song or two" points at nothing; "the song", "this one", "the second" do.
+# "a song or two" points at nothing; "the song", "this one", "the second", "the bossa one" do ("you are on
+# the right track" does not).
 POINTS_AT_A_TRACK = re.compile(
-    r"\b(it|its|this|that|these|those|first|second|third|last|the (?:songs?|tracks?|ones?))\b", re.I
+    r"\b(it|its|this|that|these|those|first|second|third|last"
+    r"|the (?!right track)(?:[\w-]+ )?(?:songs?|tracks?|ones?))\b",
+    re.I,
 )
 # "what about elvis?", "how about some jazz": proposes something to hear, unless what follows points
 PROPOSES = re.compile(r"\b(?:what|how) about (?!(?:it|its|this|that|these|those|them|the)\b)", re.I)
