@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.assistant.co_likes import CoLikes
 from models.assistant.followups import FollowUp, follow_up
+from models.assistant.keyword_parser import KeywordParser
 from models.assistant.llm_agent import AgentTask, LLMAgent
 from models.assistant.parsing import ParseResult, TurnParser
 from models.assistant.planner import Answer, Planner
@@ -34,7 +35,6 @@ from models.assistant.stories import (
     describe_constraint,
 )
 from models.assistant.tools import Steering, Toolbox, ToolCallRecord, track_card
-from models.intent.slots import Gazetteer, assemble_slots
 from models.labels import NON_RETRIEVAL_INTENTS, Intent, Slots, TurnLabels
 from models.taxonomy import Taxonomy
 
@@ -162,8 +162,8 @@ class Assistant:
         self.co_likes = co_likes
         self.storyteller = storyteller or TemplateStoryteller(taxonomy)
         self.planner = Planner(taxonomy, index.config)
-        # The slot extractor of the keyword parser: what a turn names when the parser's reading kept no slots
-        self.gazetteer = Gazetteer.from_taxonomy(taxonomy)
+        # The keyword parser's slots: what a turn names when the parser's reading kept none
+        self.keywords = KeywordParser(taxonomy)
 
     @property
     def orchestrator(self) -> str:
@@ -321,8 +321,13 @@ class Assistant:
         elif intent is Intent.REFINE and replaces and len(named) >= NEW_TOPIC_FACETS:
             intent = Intent.RECOMMEND
         if parse.labels.intent in NON_RETRIEVAL_INTENTS and intent not in NON_RETRIEVAL_INTENTS:
-            named_now = assemble_slots(intent, self.gazetteer.extract(text))
-            slots = named_now.model_copy(update={"artists": slots.artists, "duration": slots.duration})
+            named_now = self.keywords.parse(text).labels.slots
+            update = {
+                "artists": slots.artists,
+                "duration": slots.duration or named_now.duration,
+                "track_refs": [],
+            }
+            slots = named_now.model_copy(update=update)
         return TurnLabels(intent=intent, slots=Slots.model_validate(slots.model_dump()))
 
     def _question(
