@@ -86,6 +86,16 @@ def query(db: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
+def cached_answers(cache: Path) -> int:
+    """Answers in the gateway's cache; 0 until the file and its table exist (the gateway creates the file
+    first: polling in between once read a file without the table, under load)."""
+    if not cache.exists():
+        return 0
+    if not query(cache, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'responses'"):
+        return 0
+    return query(cache, "SELECT COUNT(*) FROM responses")[0][0]
+
+
 def registry_state(home: Path) -> dict[str, object]:
     """Versions per registered name (prompts and models alike), runs per experiment and by status."""
     db = home / "mlflow" / "mlflow.db"
@@ -127,13 +137,13 @@ def test_killed_run_resumes_from_cache_without_duplicates(llm_server, tmp_path):
     cache = resumed / "llm_cache.sqlite"
     killed = start_run(run_env(resumed, **online(url, key)))
     deadline = time.monotonic() + 180
-    while not (cache.exists() and query(cache, "SELECT COUNT(*) FROM responses")[0][0] > 0):
+    while not cached_answers(cache):
         assert killed.poll() is None, killed.communicate()[0][-3000:]
         assert time.monotonic() < deadline, "no cached answer within 180 s"
         time.sleep(0.2)
     os.kill(killed.pid, signal.SIGKILL)
     killed.communicate(timeout=30)
-    cached = query(cache, "SELECT COUNT(*) FROM responses")[0][0]
+    cached = cached_answers(cache)
     assert 0 < cached < clean_requests
 
     before = server_requests(url)
