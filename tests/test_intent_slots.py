@@ -41,6 +41,8 @@ def test_phrases_aliases_synonyms_and_typos(gazetteer: Gazetteer, text: str, nod
         "some music",  # "some music" / "soul music": short words of a phrase must match exactly
         "jaz",  # too short for typo matching
         "i'd love something",  # the verb, not mood/love
+        "love these!",  # praise for the slate, not mood/love
+        "love it",
         "heavy on the guitars",  # lots of guitar, not a heavy mood
         "that would be nice",  # "would" is an English word, not a typo of "world"
     ],

@@ -79,8 +79,9 @@ DEMONSTRATIVE_REF = re.compile(r"\b(?:that|this)\s+(?:one|song|track|tune)\b")
 BARE_IT = re.compile(r"\bit\b")
 # "heavy on the keys" asks for lots of keys, not a heavy mood: a mood word followed by "on the" is an idiom.
 IDIOM_AFTER_MOOD = ("on", "the")
-# "i'd love jazz" is the verb, not mood/love.
+# "i'd love jazz" and "love these!" are the verb, not mood/love.
 VERB_AFTER = {("love",): frozenset({"i", "i'd", "we", "we'd", "would", "you", "u"})}
+VERB_BEFORE = {("love",): frozenset({"it", "its", "this", "that", "these", "those", "them", "the"})}
 NEGATION_WINDOW = 3  # a cue reaches a phrase starting within the next 3 tokens: "not that much sad"
 CLAUSE_BREAKS = frozenset(",.;!?")  # and no further than the clause it is in
 TOKEN = re.compile(r"[a-z0-9&'#]+|[,.;!?]")
@@ -212,6 +213,8 @@ class Gazetteer:
     def _not_a_mention(tokens: Sequence[str], i: int, length: int, ids: tuple[str, ...]) -> bool:
         phrase = tuple(tokens[i : i + length])
         if i > 0 and tokens[i - 1] in VERB_AFTER.get(phrase, ()):
+            return True
+        if i + length < len(tokens) and tokens[i + length] in VERB_BEFORE.get(phrase, ()):
             return True
         return tuple(tokens[i + length : i + length + 2]) == IDIOM_AFTER_MOOD and all(
             n.startswith("mood/") for n in ids
