@@ -10,7 +10,7 @@ from models.assistant.assistant import CHITCHAT_REPLY, ONGOING_CHITCHAT_REPLY, A
 from models.assistant.keyword_parser import KeywordParser
 from models.assistant.replay import RUN_SCHEMA, replay, run_summary
 from models.assistant.retrieval import CatalogIndex
-from models.assistant.tools import card_tags
+from models.assistant.stories import card_tags
 from models.golden.curated import load_curated_set
 from models.labels import Intent, satisfying_tracks
 

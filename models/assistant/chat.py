@@ -19,6 +19,7 @@ from typing import Any
 
 from models.assistant.assistant import Assistant, Session
 from models.assistant.planner import plural
+from models.assistant.stories import spoken_facets
 from models.taxonomy import Taxonomy
 
 COMMANDS = {"/like": "like", "/dislike": "dislike"}
@@ -106,9 +107,5 @@ def track_display(card: Mapping[str, Any], taxonomy: Taxonomy) -> dict[str, str]
         "artist": ", ".join(card["artists"]) or (card["artist_id"] or ""),
         "album": card["album"] or (card["album_id"] or ""),
         "length": f"{minutes}:{seconds:02d}" if duration is not None else "",
-        "tags": ", ".join(
-            taxonomy.spoken_value(column, value)
-            for column in ("genres", "moods", "instruments")
-            for value in card[column]
-        ),
+        "tags": ", ".join(spoken_facets(card, taxonomy)),
     }

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from models.assistant.fusion import Hit, fuse
 from models.assistant.retrieval_config import RetrieverConfig
 from models.assistant.state import DialogueState
-from models.assistant.stories import describe_constraint
+from models.assistant.stories import describe_constraint, spoken_facets
 from models.assistant.tools import Toolbox
 from models.labels import Intent, TurnLabels
 from models.taxonomy import Taxonomy
@@ -127,12 +127,7 @@ class Planner:
             title = f"“{card['title']}”" if card["title"] else f"Track {card['track_id']}"
             artists = ", ".join(f"“{a}”" for a in card["artists"])  # catalog text, quoted as data
             by = f" by {artists}" if artists else ""
-            spoken = [
-                self.taxonomy.spoken_value(column, value)
-                for column in ("genres", "moods", "instruments")
-                for value in card[column]
-            ]
-            facets = ", ".join(spoken) or "no tags"
+            facets = ", ".join(spoken_facets(card, self.taxonomy)) or "no tags"
             sentence = f"{title}{by}: {facets}."
             if explained["matches"]:
                 names = ", ".join(

@@ -68,6 +68,16 @@ def card_text(card: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     return text, facets
 
 
+def card_tags(card: Mapping[str, Any]) -> set[str]:
+    """A track card's catalog tags as "<prefix>---<value>" strings."""
+    return {f"{prefix}---{value}" for prefix, column in CATALOG_COLUMN.items() for value in card[column]}
+
+
+def spoken_facets(card: Mapping[str, Any], taxonomy: Taxonomy) -> list[str]:
+    """A track card's genres, moods and instruments as a listener says them ("classical guitar")."""
+    return [taxonomy.spoken_value(c, value) for c in ("genres", "moods", "instruments") for value in card[c]]
+
+
 def guard_secrets() -> list[str]:
     """What no answer may contain: the configured API key."""
     key = api_key_from_env()
@@ -117,7 +127,7 @@ class TemplateStoryteller:
         return StoryResult(text=text, cited_facts=cited)
 
     def _meets_every_facet(self, card: Mapping[str, Any], constraint: Constraint) -> bool:
-        tags = {f"{p}---{v}" for p, column in CATALOG_COLUMN.items() for v in card.get(column) or []}
+        tags = card_tags(card)
         return all(
             any(self.taxonomy.catalog_tags(n) & tags for n in nodes) for nodes in constraint.required.values()
         )

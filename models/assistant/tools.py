@@ -29,11 +29,11 @@ from models.assistant.co_likes import CoLikes
 from models.assistant.filters import Filters
 from models.assistant.fusion import Hit
 from models.assistant.retrieval import CatalogIndex
-from models.assistant.stories import describe_constraint
+from models.assistant.stories import card_tags, describe_constraint
 from models.labels import Constraint
 from models.taxonomy import CATALOG_COLUMN, FACETS, Taxonomy
 
-CARD_FACETS = {"genres": "genre", "moods": "mood/theme", "instruments": "instrument"}
+CARD_FACETS = ("genres", "moods", "instruments")  # a card's tag columns (prefixes: taxonomy.CATALOG_COLUMN)
 
 
 class _Args(BaseModel):
@@ -130,10 +130,6 @@ def track_card(row: Mapping[str, Any]) -> dict[str, Any]:
         "duration_s": row["duration_s"],
         **{column: row[column] or [] for column in CARD_FACETS},
     }
-
-
-def card_tags(card: Mapping[str, Any]) -> set[str]:
-    return {f"{prefix}---{value}" for column, prefix in CARD_FACETS.items() for value in card[column]}
 
 
 def _by_prefix(tags: set[str]) -> dict[str, frozenset[str]]:
